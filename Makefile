@@ -1,0 +1,38 @@
+# Two commands do all the setup on a fresh machine:
+#   make demo   - install into .venv and run the end-to-end demo on generated data
+#   make test   - install into .venv and run the test suite (what CI runs)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STUBS := .stubs
+
+.PHONY: demo test lint bench install
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py requirements/constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install -c requirements/constraints.txt -e ".[train,onnx,test]"
+	touch $@
+
+# rclpy's real Python sources, for mypy only: never installed as `rclpy`, so
+# the ROS tests still skip where ROS is absent.
+$(STUBS)/rclpy/__init__.py: $(VENV)/.installed
+	rm -rf $(STUBS) && mkdir -p $(STUBS)/wheel
+	$(PIP) download --quiet --no-deps -d $(STUBS)/wheel rclpy-intellisense==1.2.0
+	$(PY) -m zipfile -e $(STUBS)/wheel/*.whl $(STUBS)
+	rm -rf $(STUBS)/wheel $(STUBS)/*.dist-info
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/offroad-seg demo --out demo-out
+
+test: $(VENV)/.installed $(STUBS)/rclpy/__init__.py
+	$(PY) -m pytest -q test
+
+lint: $(VENV)/.installed $(STUBS)/rclpy/__init__.py
+	$(VENV)/bin/ruff check .
+	MYPYPATH=$(STUBS) $(VENV)/bin/mypy offroad_seg_ros/node.py
+
+bench: $(VENV)/.installed
+	$(PY) bench/cpu_bench.py

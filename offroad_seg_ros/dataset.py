@@ -1,0 +1,160 @@
+"""The Duality dataset layout: find splits, pair images with masks, read files.
+
+Layout: `<root>/<split>/Color_Images/*.png` and `<root>/<split>/Segmentation/*.png`
+(uint16, raw class IDs). The organisers' zips add a folder level
+(`Offroad_Segmentation_Training_Dataset/train`, `.../val`) and ship the test
+split in its own folder, sometimes without masks. Images and masks are paired
+by file stem, never by sorted position.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_DIR = "Color_Images"
+MASK_DIR = "Segmentation"
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+MASK_EXTS = (".png", ".tif", ".tiff")
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(ValueError):
+    """A dataset folder does not have the expected layout or content."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    stem: str
+    image: Path
+    mask: Path | None
+
+
+def find_split(root: str | Path, split: str) -> Path:
+    """Directory holding `Color_Images` for `split` under `root`.
+
+    `root` may also be the split directory itself.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder does not exist: {root}")
+    if (root / IMAGE_DIR).is_dir() and (root.name == split or split == ""):
+        return root
+    candidates = [root / split, *sorted(root.glob(f"*/{split}"))]
+    if split == "test":
+        candidates += sorted(p for p in root.glob("*test*") if p.is_dir())
+    for cand in candidates:
+        if (cand / IMAGE_DIR).is_dir():
+            return cand
+    raise DatasetError(
+        f"no '{split}' split under {root}: expected {root}/{split}/{IMAGE_DIR}/ "
+        f"(or the organisers' zip layout, e.g. {root}/Offroad_Segmentation_Training_Dataset/{split}/)"
+    )
+
+
+def available_splits(root: str | Path) -> dict[str, Path]:
+    found = {}
+    for split in SPLITS:
+        try:
+            found[split] = find_split(root, split)
+        except DatasetError:
+            pass
+    return found
+
+
+def _list(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    if not folder.is_dir():
+        return files
+    dupes = []
+    for entry in os.scandir(folder):
+        path = Path(entry.path)
+        if entry.is_file() and path.suffix.lower() in exts:
+            if path.stem in files:
+                dupes.append(path.stem)
+            files[path.stem] = path
+    if dupes:
+        raise DatasetError(f"{folder}: several files share the stem(s) {_names(dupes)}")
+    return files
+
+
+def _names(stems: list[str], first: int = 5) -> str:
+    stems = sorted(stems)
+    shown = ", ".join(stems[:first])
+    return f"{shown} (+{len(stems) - first} more, {len(stems)} in all)" if len(stems) > first else shown
+
+
+def pairing_problems(split_dir: Path) -> tuple[list[Sample], list[str]]:
+    """Pair images with masks by stem; returns the samples and any problems.
+
+    A split without a Segmentation folder is an image-only split (samples have
+    `mask=None`, no problem reported).
+    """
+    images = _list(split_dir / IMAGE_DIR, IMAGE_EXTS)
+    problems = []
+    if not images:
+        problems.append(f"{split_dir / IMAGE_DIR}: no images ({'/'.join(IMAGE_EXTS)})")
+    if not (split_dir / MASK_DIR).is_dir():
+        return [Sample(s, images[s], None) for s in sorted(images)], problems
+    masks = _list(split_dir / MASK_DIR, MASK_EXTS)
+    no_mask = sorted(set(images) - set(masks))
+    no_image = sorted(set(masks) - set(images))
+    if no_mask:
+        problems.append(f"{split_dir}: {len(no_mask)} image(s) without a mask: {_names(no_mask)}")
+    if no_image:
+        problems.append(f"{split_dir}: {len(no_image)} mask(s) without an image: {_names(no_image)}")
+    samples = [Sample(s, images[s], masks[s]) for s in sorted(set(images) & set(masks))]
+    return samples, problems
+
+
+def list_samples(split_dir: str | Path, require_masks: bool = True) -> list[Sample]:
+    """Paired samples of a split directory; raises DatasetError on any problem."""
+    split_dir = Path(split_dir)
+    samples, problems = pairing_problems(split_dir)
+    if require_masks and samples and samples[0].mask is None:
+        problems.append(f"{split_dir}: no {MASK_DIR}/ folder, but masks are required here")
+    if problems:
+        raise DatasetError("; ".join(problems))
+    return samples
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f"cannot read image {path} (missing, truncated or not an image)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_raw_mask(path: str | Path) -> np.ndarray:
+    """uint16 (H, W) raw class IDs, read unchanged. 8-bit or colour masks are errors."""
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise DatasetError(f"cannot read mask {path} (missing, truncated or not an image)")
+    if mask.ndim != 2:
+        raise DatasetError(
+            f"mask {path} has {mask.shape[2]} channels; expected a single-channel uint16 "
+            "mask of raw class IDs (is this a colourised preview?)"
+        )
+    if mask.dtype != np.uint16:
+        raise DatasetError(
+            f"mask {path} is {mask.dtype}; expected uint16 raw class IDs (100, 200, ... 10000). "
+            "An 8-bit mask cannot hold the Duality IDs."
+        )
+    return mask
+
+
+def write_png_atomic(path: str | Path, array: np.ndarray, rgb: bool = True) -> None:
+    """Write a PNG via a temporary name so a crash never leaves a partial file."""
+    path = Path(path)
+    data = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if rgb and array.ndim == 3 else array
+    ok, buf = cv2.imencode(".png", data)
+    if not ok:
+        raise OSError(f"cannot encode PNG for {path}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
