@@ -21,3 +21,22 @@ def synth_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     generate(root, {"train": 8, "val": 3, "test": 3}, seed=7, workers=2, progress=None)
     return root
+
+
+def make_artifact(path, table, arch="FPN", encoder="resnet18", scale=0.5, onnx=False, seed=0):
+    import torch
+
+    from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact
+    from offroad_seg_ros.model import build_model
+    from offroad_seg_ros.preprocess import Preprocess
+
+    torch.manual_seed(seed)
+    model = build_model(arch, encoder, len(table))
+    art = Artifact(ModelSpec(arch, encoder), table, Preprocess(scale=scale), name="tiny-random")
+    return save_artifact(path, art, model, onnx=onnx)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, table):
+    """Random-weights FPN + resnet18 artifact with its ONNX file."""
+    return make_artifact(tmp_path_factory.mktemp("art") / "tiny", table, onnx=True)

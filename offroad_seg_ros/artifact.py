@@ -1,0 +1,183 @@
+"""The model artifact: a directory with `model.json` and `weights.safetensors`.
+
+Loading never unpickles and never downloads: the network is built with
+`encoder_weights=None` and the tensors come from safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .classes import ClassTable
+from .model import build_model
+from .preprocess import Preprocess
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS = "weights.safetensors"
+ONNX = "model.onnx"
+
+
+class ArtifactError(ValueError):
+    """A model artifact is missing, malformed or does not match its weights."""
+
+
+@dataclass
+class ModelSpec:
+    """What is needed to rebuild the network."""
+
+    arch: str = "FPN"
+    encoder: str = "resnext101_32x4d"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Artifact:
+    spec: ModelSpec
+    classes: ClassTable
+    preprocess: Preprocess
+    name: str = "offroad-seg"
+    training: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    has_onnx: bool = False
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "architecture": self.spec.arch,
+            "encoder": self.spec.encoder,
+            "model_kwargs": self.spec.kwargs,
+            "num_classes": len(self.classes),
+            "classes": self.classes.to_dict(),
+            "preprocess": self.preprocess.to_dict(),
+            "training": self.training,
+            "offroad_seg_version": __version__,
+            "files": {"weights": WEIGHTS, **({"onnx": ONNX} if self.has_onnx else {})},
+        }
+
+    def build(self) -> torch.nn.Module:
+        return build_model(self.spec.arch, self.spec.encoder, len(self.classes), None, **self.spec.kwargs)
+
+    @property
+    def onnx_path(self) -> Path | None:
+        return self.path / ONNX if self.path and (self.path / ONNX).is_file() else None
+
+
+def save_artifact(
+    out_dir: str | Path,
+    artifact: Artifact,
+    model: torch.nn.Module,
+    onnx: bool = False,
+    force: bool = False,
+) -> Path:
+    """Write the artifact directory atomically: a temporary sibling, then rename."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise FileExistsError(f"{out_dir} exists; pass --force to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        if onnx:
+            from .onnx_export import export_onnx
+
+            export_onnx(model, artifact.preprocess, tmp / ONNX)
+        artifact.has_onnx = onnx
+        (tmp / MODEL_JSON).write_text(json.dumps(artifact.metadata(), indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    artifact.path = out_dir
+    return out_dir
+
+
+def read_artifact(path: str | Path) -> Artifact:
+    """Parse `model.json` (no weights loaded)."""
+    path = Path(path)
+    meta_path = path / MODEL_JSON
+    if not path.is_dir():
+        raise ArtifactError(f"model artifact {path} does not exist or is not a directory")
+    if not meta_path.is_file():
+        raise ArtifactError(f"model artifact {path} has no {MODEL_JSON}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
+            f"(this version reads {FORMAT_VERSION})"
+        )
+    try:
+        classes = ClassTable.from_dict(meta["classes"])
+        spec = ModelSpec(meta["architecture"], meta["encoder"], dict(meta.get("model_kwargs") or {}))
+        pre = Preprocess.from_dict(meta["preprocess"])
+        num_classes = int(meta["num_classes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{meta_path}: missing or invalid field: {exc}") from exc
+    if num_classes != len(classes):
+        raise ArtifactError(
+            f"{meta_path}: num_classes is {num_classes} but the class table has {len(classes)} classes"
+        )
+    return Artifact(spec, classes, pre, name=str(meta.get("name", path.name)),
+                    training=dict(meta.get("training") or {}), path=path,
+                    has_onnx=(path / ONNX).is_file())
+
+
+def load_artifact(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Artifact, torch.nn.Module]:
+    """Artifact metadata plus the network with its weights, in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    art = read_artifact(path)
+    weights = Path(path) / WEIGHTS
+    if not weights.is_file():
+        raise ArtifactError(f"model artifact {path} has no {WEIGHTS}")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{weights} is not a readable safetensors file: {exc}") from exc
+    try:
+        model = art.build()
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: cannot build {art.spec.arch}/{art.spec.encoder}: {exc}") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        head = [k for k in wrong if "segmentation_head" in k]
+        if head and not missing and not unexpected:
+            got = state[head[-1]].shape[0]
+            raise ArtifactError(
+                f"{weights} predicts {got} classes but {MODEL_JSON} lists {len(art.classes)}"
+            )
+        details = "; ".join(
+            part for part in (
+                f"missing {len(missing)} tensor(s) e.g. {missing[:3]}" if missing else "",
+                f"unexpected {len(unexpected)} e.g. {unexpected[:3]}" if unexpected else "",
+                f"{len(wrong)} with other shapes e.g. {wrong[:3]}" if wrong else "",
+            ) if part
+        )
+        raise ArtifactError(
+            f"{weights} does not match the architecture in {MODEL_JSON} "
+            f"({art.spec.arch} + {art.spec.encoder}): {details}"
+        )
+    model.load_state_dict(state)
+    return art, model.eval()

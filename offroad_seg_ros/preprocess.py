@@ -1,0 +1,93 @@
+"""The one preprocessing policy, shared by training validation, the node and the evaluator.
+
+Policy (recorded in the artifact): resize the frame by `scale` (keeping aspect,
+1.0 = native), normalise with mean/std, pad bottom/right to a multiple of 32
+(the encoder's stride) with the mean colour, run the model, crop the padding,
+take the argmax and bring the class map back to the input resolution with
+nearest-neighbour. Training crops are sampled at the same `scale`, so the
+model sees objects at the size it will see them on the robot. (The reference
+recipe trained on native-scale crops but squashed 960x540 to 320x320 at test
+time, which changes both scale and aspect between training and use.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    scale: float = 1.0
+    pad_multiple: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale <= 4:
+            raise ValueError(f"inference scale must be in (0, 4], got {self.scale}")
+        if self.pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        return cls(
+            mean=tuple(d.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
+            std=tuple(d.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+            scale=float(d.get("scale", 1.0)),
+            pad_multiple=int(d.get("pad_multiple", 32)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["policy"] = "scale, normalise, pad bottom/right to pad_multiple; argmax; nearest back"
+        return d
+
+    def scaled_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.scale == 1.0:
+            return height, width
+        return max(1, round(height * self.scale)), max(1, round(width * self.scale))
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        h, w = self.scaled_size(height, width)
+        m = self.pad_multiple
+        return -(-h // m) * m, -(-w // m) * m
+
+    def __call__(self, images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """uint8 (B, H, W, 3) RGB on any device -> normalised, padded (B, 3, Hp, Wp)."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected uint8 (B, H, W, 3) RGB, got {images.dtype} {tuple(images.shape)}")
+        height, width = images.shape[1:3]
+        # Resize and normalise in fp32 (antialiased resize has no half kernels
+        # on CPU); only the network input is cast to `dtype`.
+        x = images.permute(0, 3, 1, 2).float()
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1) * 255
+        h, w = self.scaled_size(height, width)
+        if (h, w) != (height, width):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=self.scale < 1)
+        x = (x - mean) / std
+        hp, wp = self.padded_size(height, width)
+        if (hp, wp) != (h, w):
+            x = F.pad(x, (0, wp - w, 0, hp - h))  # zero after normalising = the mean colour
+        return x.to(dtype).contiguous(memory_format=torch.channels_last)
+
+    def crop(self, logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Remove the padding from model output (B, C, Hp, Wp) for an input of height x width."""
+        h, w = self.scaled_size(height, width)
+        return logits[..., :h, :w]
+
+    def labels_to_input_size(self, labels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(B, h, w) integer class map at model scale -> (B, height, width), nearest."""
+        if labels.shape[-2:] == (height, width):
+            return labels
+        return F.interpolate(labels[:, None].float(), size=(height, width), mode="nearest")[:, 0].to(
+            labels.dtype
+        )

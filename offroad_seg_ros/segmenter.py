@@ -1,0 +1,187 @@
+"""`Segmenter`: RGB frames in, class masks and traversability cost images out.
+
+ROS-free; the node, the evaluator and training validation share it (or its
+`Preprocess`), so offline numbers are the robot's numbers. On a GPU the uint8
+frame is uploaded once from pinned memory; normalising, resizing, padding, the
+forward pass, argmax and the colour / cost lookups all run on the device, and
+only the requested outputs are copied back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifact import Artifact, ArtifactError, load_artifact, read_artifact
+
+OUTPUTS = ("mask", "cost", "color", "overlay", "confidence")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class Segmentation:
+    """Outputs at the input resolution; only the requested ones are set."""
+
+    mask: np.ndarray | None = None  # uint8 (H, W) class index, 255 = no prediction
+    cost: np.ndarray | None = None  # uint8 (H, W) Nav2 cost
+    color: np.ndarray | None = None  # uint8 (H, W, 3) RGB
+    overlay: np.ndarray | None = None  # uint8 (H, W, 3) RGB blend of input and colour
+    confidence: np.ndarray | None = None  # uint8 (H, W) max softmax x 255
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available (use auto or cpu)")
+    return dev
+
+
+class Segmenter:
+    """Runs a model artifact on frames.
+
+    device: auto | cpu | cuda | cuda:N. precision: fp32 | fp16 | bf16.
+    backend: torch | onnxruntime (CPU; needs the artifact's model.onnx).
+    compile: torch.compile the whole path (on CUDA in "reduce-overhead" mode,
+    i.e. replayed CUDA graphs, re-captured per input shape). Off by default:
+    the first compile takes tens of seconds.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "auto",
+        precision: str = "fp32",
+        backend: str = "torch",
+        compile: bool = False,
+        cost_overrides: dict[str, int] | None = None,
+        overlay_alpha: float = 0.5,
+        warmup_size: tuple[int, int] | None = (540, 960),
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if not 0.0 <= overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must be within 0..1, got {overlay_alpha}")
+        self.device = resolve_device(device) if backend == "torch" else torch.device("cpu")
+        self.dtype = PRECISIONS[precision]
+        if self.device.type == "cpu" and precision == "fp16":
+            raise ValueError("precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
+        self.backend = backend
+        self.precision = precision
+        self.overlay_alpha = overlay_alpha
+        self._session = None
+        if backend == "onnxruntime":
+            self.artifact: Artifact = read_artifact(model)
+            self._session = self._onnx_session(self.artifact)
+            self.net: torch.nn.Module | None = None
+        else:
+            self.artifact, net = load_artifact(model)
+            self.net = net.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        self.classes = self.artifact.classes
+        self.pre = self.artifact.preprocess
+        self.color_lut = torch.from_numpy(self.classes.color_lut()).to(self.device)
+        self.cost_lut = torch.from_numpy(self.classes.cost_lut(cost_overrides)).to(self.device)
+        self._labels_fn = self._labels
+        if compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            self._labels_fn = torch.compile(self._labels, mode=mode, dynamic=False)
+        self.compiled = compile
+        if warmup_size:
+            self.segment_batch([np.zeros((*warmup_size, 3), np.uint8)], OUTPUTS)
+
+    @property
+    def name(self) -> str:
+        return self.artifact.name
+
+    @staticmethod
+    def _onnx_session(artifact: Artifact):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ArtifactError("backend onnxruntime needs `pip install onnxruntime`") from exc
+        if artifact.onnx_path is None:
+            raise ArtifactError(
+                f"backend onnxruntime needs {artifact.path}/model.onnx; "
+                "export with `offroad-seg export CKPT OUT --onnx`"
+            )
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(artifact.onnx_path), opts, providers=["CPUExecutionProvider"])
+
+    # -- the device-side path ---------------------------------------------------
+    def _labels(self, images: torch.Tensor, want_conf: bool):
+        """uint8 (B, H, W, 3) on device -> class map (and confidence) at input size."""
+        height, width = images.shape[1:3]
+        x = self.pre(images, dtype=self.dtype)
+        if self._session is not None:
+            logits = torch.from_numpy(self._session.run(None, {"input": x.float().contiguous().numpy()})[0])
+        else:
+            assert self.net is not None
+            logits = self.net(x)
+        logits = self.pre.crop(logits, height, width)
+        labels = logits.argmax(1).to(torch.uint8)
+        labels = self.pre.labels_to_input_size(labels, height, width)
+        conf = None
+        if want_conf:
+            conf = (logits.float().softmax(1).amax(1) * 255).round().to(torch.uint8)
+            conf = self.pre.labels_to_input_size(conf, height, width)
+        return labels, conf
+
+    def _upload(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        batch = np.stack(frames) if len(frames) > 1 else frames[0][None]
+        host = torch.from_numpy(np.ascontiguousarray(batch))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+            return host.to(self.device, non_blocking=True)
+        return host
+
+    @torch.inference_mode()
+    def segment_batch(
+        self, images: Sequence[np.ndarray], outputs: Iterable[str] = ("mask",)
+    ) -> list[Segmentation]:
+        """Segment RGB uint8 (H, W, 3) frames of one size in one forward pass."""
+        outputs = tuple(outputs)
+        bad = [o for o in outputs if o not in OUTPUTS]
+        if bad:
+            raise ValueError(f"unknown output(s) {bad}; choose from {OUTPUTS}")
+        if not images:
+            return []
+        shape = images[0].shape
+        for img in images:
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+                raise ValueError(f"expected RGB uint8 (H, W, 3) frames, got {img.dtype} {img.shape}")
+            if img.shape != shape:
+                raise ValueError(f"frames in one batch must share a size: {shape} vs {img.shape}")
+        frames = self._upload(images)
+        labels, conf = self._labels_fn(frames, "confidence" in outputs)
+        device_out: dict[str, torch.Tensor] = {}
+        if "mask" in outputs:
+            device_out["mask"] = labels
+        if "cost" in outputs:
+            device_out["cost"] = self.cost_lut[labels.long()]
+        if "color" in outputs or "overlay" in outputs:
+            color = self.color_lut[labels.long()]
+            if "color" in outputs:
+                device_out["color"] = color
+            if "overlay" in outputs:
+                a = self.overlay_alpha
+                blend = frames.to(torch.float32) * (1 - a) + color.to(torch.float32) * a
+                device_out["overlay"] = blend.round().to(torch.uint8)
+        if conf is not None:
+            device_out["confidence"] = conf
+        host = {k: v.to("cpu", non_blocking=True) for k, v in device_out.items()}
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        return [Segmentation(**{k: v[i].numpy() for k, v in host.items()}) for i in range(len(images))]
+
+    def __call__(self, image: np.ndarray, outputs: Iterable[str] = ("mask",)) -> Segmentation:
+        """Segment one RGB uint8 (H, W, 3) frame."""
+        return self.segment_batch([image], outputs)[0]

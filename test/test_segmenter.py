@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from offroad_seg_ros.artifact import load_artifact
+from offroad_seg_ros.segmenter import OUTPUTS, Segmenter
+from offroad_seg_train.synth import TEST_BIOME, render_scene
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return [render_scene(np.random.default_rng(i), TEST_BIOME)[0][:270, :480].copy() for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_artifact):
+    return Segmenter(tiny_artifact, device="cpu", warmup_size=(64, 96))
+
+
+def test_outputs_at_input_resolution(seg, frames, table):
+    out = seg(frames[0], OUTPUTS)
+    h, w = frames[0].shape[:2]
+    assert out.mask.shape == (h, w) and out.mask.dtype == np.uint8
+    assert out.mask.max() < len(table)
+    np.testing.assert_array_equal(out.cost, table.cost_lut()[out.mask])
+    np.testing.assert_array_equal(out.color, table.color_lut()[out.mask])
+    expected = np.round(frames[0] * 0.5 + table.color_lut()[out.mask] * 0.5).astype(np.uint8)
+    assert np.abs(out.overlay.astype(int) - expected).max() <= 1
+    assert out.confidence.shape == (h, w) and out.confidence.min() >= 255 // len(table)
+
+
+def test_only_requested_outputs(seg, frames):
+    out = seg(frames[0], ("cost",))
+    assert out.cost is not None and out.mask is None and out.color is None
+
+
+def test_matches_the_plain_model(seg, frames, tiny_artifact):
+    art, net = load_artifact(tiny_artifact)
+    img = frames[1]
+    with torch.no_grad():
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+        x = torch.nn.functional.interpolate(x, size=(135, 240), mode="bilinear", antialias=True)
+        mean = torch.tensor(art.preprocess.mean).view(1, 3, 1, 1) * 255
+        std = torch.tensor(art.preprocess.std).view(1, 3, 1, 1) * 255
+        x = torch.nn.functional.pad((x - mean) / std, (0, 16, 0, 25))
+        labels = net(x)[..., :135, :240].argmax(1)
+        labels = torch.nn.functional.interpolate(labels[:, None].float(), size=(270, 480), mode="nearest")
+    np.testing.assert_array_equal(seg(img).mask, labels[0, 0].numpy().astype(np.uint8))
+
+
+def test_batch_equals_single(seg, frames):
+    batch = seg.segment_batch(frames, ("mask", "confidence"))
+    for img, out in zip(frames, batch):
+        single = seg(img, ("mask", "confidence"))
+        np.testing.assert_array_equal(out.mask, single.mask)
+        # Batched convolutions round differently in the last float bit.
+        assert np.abs(out.confidence.astype(int) - single.confidence).max() <= 1
+
+
+def test_onnxruntime_backend_agrees(seg, frames, tiny_artifact):
+    ort_seg = Segmenter(tiny_artifact, backend="onnxruntime", warmup_size=None)
+    for img in frames:
+        a, b = seg(img).mask, ort_seg(img).mask
+        assert (a == b).mean() >= 0.9999, (a != b).sum()
+
+
+def test_bf16_mostly_agrees(tiny_artifact, seg, frames):
+    bf = Segmenter(tiny_artifact, device="cpu", precision="bf16", warmup_size=None)
+    assert (bf(frames[0]).mask == seg(frames[0]).mask).mean() > 0.9
+
+
+def test_bad_arguments(tiny_artifact, seg, frames):
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        Segmenter(tiny_artifact, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="precision must be"):
+        Segmenter(tiny_artifact, precision="int4")
+    with pytest.raises(ValueError, match="unknown output"):
+        seg(frames[0], ("depth",))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        seg(frames[0][..., 0])
+    with pytest.raises(ValueError, match="share a size"):
+        seg.segment_batch([frames[0], frames[0][:100]])
