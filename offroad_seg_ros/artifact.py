@@ -140,7 +140,9 @@ def read_artifact(path: str | Path) -> Artifact:
                     has_onnx=(path / ONNX).is_file())
 
 
-def load_artifact(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Artifact, torch.nn.Module]:
+def load_artifact(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[Artifact, torch.nn.Module]:
     """Artifact metadata plus the network with its weights, in eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file

@@ -45,6 +45,14 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if any(r.problems for r in reports) else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from offroad_seg_train.export import export_checkpoint
+
+    out = export_checkpoint(args.ckpt, args.out, onnx=args.onnx, force=args.force, name=args.name)
+    print(f"artifact written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offroad-seg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -69,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="train with LightningCLI: offroad-seg train fit --config ...",
                    add_help=False)
+
+    p = sub.add_parser("export", help="Lightning checkpoint -> model artifact directory")
+    p.add_argument("ckpt", help="checkpoint (.ckpt) written by offroad-seg train")
+    p.add_argument("out", help="artifact directory to create (model.json + weights.safetensors)")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx (checked against PyTorch)")
+    p.add_argument("--name", help="model name recorded in model.json (default: the folder name)")
+    p.add_argument("--force", action="store_true", help="replace an existing artifact directory")
+    p.set_defaults(func=_export)
     return parser
 
 

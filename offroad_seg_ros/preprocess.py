@@ -12,6 +12,7 @@ time, which changes both scale and aspect between training and use.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,7 +62,14 @@ class Preprocess:
         return -(-h // m) * m, -(-w // m) * m
 
     def __call__(self, images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """uint8 (B, H, W, 3) RGB on any device -> normalised, padded (B, 3, Hp, Wp)."""
+        """uint8 (B, H, W, 3) RGB on any device -> resized by `scale`, normalised,
+        padded (B, 3, Hp, Wp) network input."""
+        return self.normalize(images, dtype, resize=True)
+
+    def normalize(self, images: torch.Tensor, dtype: torch.dtype = torch.float32,
+                  resize: bool = False) -> torch.Tensor:
+        """Normalise and pad without resizing (training crops are already at
+        the inference scale); `resize=True` is the full inference policy."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected uint8 (B, H, W, 3) RGB, got {images.dtype} {tuple(images.shape)}")
         height, width = images.shape[1:3]
@@ -70,11 +78,12 @@ class Preprocess:
         x = images.permute(0, 3, 1, 2).float()
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1) * 255
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1) * 255
-        h, w = self.scaled_size(height, width)
+        h, w = self.scaled_size(height, width) if resize else (height, width)
         if (h, w) != (height, width):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=self.scale < 1)
         x = (x - mean) / std
-        hp, wp = self.padded_size(height, width)
+        m = self.pad_multiple
+        hp, wp = -(-h // m) * m, -(-w // m) * m
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, wp - w, 0, hp - h))  # zero after normalising = the mean colour
         return x.to(dtype).contiguous(memory_format=torch.channels_last)
@@ -91,3 +100,20 @@ class Preprocess:
         return F.interpolate(labels[:, None].float(), size=(height, width), mode="nearest")[:, 0].to(
             labels.dtype
         )
+
+
+def predict_labels(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    pre: Preprocess,
+    images: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shared inference path: uint8 (B, H, W, 3) frames -> (class map
+    uint8 (B, H, W) at input size, logits (B, C, h, w) at model scale).
+
+    Used by the Segmenter (node, evaluator) and by training validation.
+    """
+    height, width = images.shape[1:3]
+    logits = pre.crop(forward(pre(images, dtype=dtype)), height, width)
+    labels = logits.argmax(1).to(torch.uint8)
+    return pre.labels_to_input_size(labels, height, width), logits

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .artifact import Artifact, ArtifactError, load_artifact, read_artifact
+from .preprocess import predict_labels
 
 OUTPUTS = ("mask", "cost", "color", "overlay", "confidence")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -116,19 +117,17 @@ class Segmenter:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(str(artifact.onnx_path), opts, providers=["CPUExecutionProvider"])
 
+    def _onnx_forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self._session is not None
+        return torch.from_numpy(self._session.run(None, {"input": x.float().contiguous().numpy()})[0])
+
     # -- the device-side path ---------------------------------------------------
     def _labels(self, images: torch.Tensor, want_conf: bool):
         """uint8 (B, H, W, 3) on device -> class map (and confidence) at input size."""
         height, width = images.shape[1:3]
-        x = self.pre(images, dtype=self.dtype)
-        if self._session is not None:
-            logits = torch.from_numpy(self._session.run(None, {"input": x.float().contiguous().numpy()})[0])
-        else:
-            assert self.net is not None
-            logits = self.net(x)
-        logits = self.pre.crop(logits, height, width)
-        labels = logits.argmax(1).to(torch.uint8)
-        labels = self.pre.labels_to_input_size(labels, height, width)
+        forward = self._onnx_forward if self._session is not None else self.net
+        assert forward is not None
+        labels, logits = predict_labels(forward, self.pre, images, self.dtype)
         conf = None
         if want_conf:
             conf = (logits.float().softmax(1).amax(1) * 255).round().to(torch.uint8)

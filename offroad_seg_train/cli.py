@@ -1,0 +1,61 @@
+"""`offroad-seg train {fit,validate,test}`: LightningCLI over SegModule + DualityDataModule."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from pytorch_lightning.cli import LightningCLI
+
+from offroad_seg_ros.classes import UnknownRawIdError
+from offroad_seg_ros.dataset import DatasetError
+from offroad_seg_ros.model import ModelConfigError, PretrainedWeightsUnavailable
+
+from .data import DualityDataModule
+from .module import CheckpointMismatch, SegModule
+
+TRAIN_ERRORS = (DatasetError, UnknownRawIdError, ModelConfigError, PretrainedWeightsUnavailable,
+                CheckpointMismatch, FileNotFoundError)
+
+
+class SegCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        # One source for values both sides need.
+        parser.link_arguments("model.inference_scale", "data.scale")
+        parser.link_arguments("model.classes", "data.classes")
+
+    # Validate the data before the trainer creates run folders or starts workers.
+    def before_fit(self) -> None:
+        self.datamodule.check("fit")
+
+    def before_validate(self) -> None:
+        self.datamodule.check("validate")
+
+    def before_test(self) -> None:
+        self.datamodule.check("test")
+
+    def after_fit(self) -> None:
+        ckpt = self.trainer.checkpoint_callback
+        best = getattr(ckpt, "best_model_score", None)
+        if self.trainer.is_global_zero:
+            if best is not None:
+                print(f"best val/mIoU {float(best):.4f}: {ckpt.best_model_path}")
+            scores = getattr(self.model, "last_val_scores", None)
+            if scores:
+                print(f"last val/mIoU {scores['miou']:.4f}, pixel accuracy {scores['pixel_accuracy']:.4f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if argv is not None:
+        # LightningCLI reads sys.argv; show `offroad-seg train` as the program.
+        sys.argv = [f"{sys.argv[0]} train", *argv]
+    try:
+        SegCLI(SegModule, DualityDataModule, save_config_kwargs={"overwrite": True},
+               auto_configure_optimizers=False)
+    except TRAIN_ERRORS as exc:
+        print(f"offroad-seg train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("offroad-seg train: interrupted; resume with --ckpt_path last", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,77 @@
+"""Lightning checkpoint -> model artifact (model.json + weights.safetensors [+ model.onnx])."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact
+from offroad_seg_ros.classes import ClassTable
+from offroad_seg_ros.model import build_model
+from offroad_seg_ros.preprocess import Preprocess
+
+from .module import CHECKPOINT_KEY, CheckpointMismatch
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a Lightning checkpoint with `weights_only=True` (tensors and plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointMismatch(
+            f"{path} holds objects other than tensors and plain data; refusing to unpickle it "
+            f"({str(exc).splitlines()[0]})"
+        ) from exc
+    except (RuntimeError, EOFError) as exc:
+        raise CheckpointMismatch(f"{path} is not a readable checkpoint: {exc}") from exc
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, force: bool = False,
+                      name: str | None = None) -> Path:
+    data = read_checkpoint(ckpt)
+    meta = data.get(CHECKPOINT_KEY)
+    if not meta or "state_dict" not in data:
+        raise CheckpointMismatch(f"{ckpt} is not an offroad-seg training checkpoint")
+    table = ClassTable.from_dict(meta["classes"])
+    spec = ModelSpec(**meta["spec"])
+    model = build_model(spec.arch, spec.encoder, len(table), None, **spec.kwargs)
+    state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
+    head = [k for k in state if k.startswith("segmentation_head") and k.endswith("weight")]
+    if head and state[head[-1]].shape[0] != len(table):
+        raise CheckpointMismatch(
+            f"{ckpt}: network predicts {state[head[-1]].shape[0]} classes but its class table "
+            f"has {len(table)}"
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointMismatch(
+            f"{ckpt}: weights do not fit {spec.arch} + {spec.encoder}: {str(exc).splitlines()[0]}"
+        ) from exc
+    training = {
+        "checkpoint": str(Path(ckpt).resolve()),
+        "epoch": meta.get("epoch"),
+        "global_step": meta.get("global_step"),
+        "val": meta.get("val", {}),
+        "hyper_parameters": _plain(data.get("hyper_parameters", {})),
+        "data": _plain(data.get("datamodule_hyper_parameters", {})),
+    }
+    art = Artifact(spec, table, Preprocess.from_dict(meta["preprocess"]),
+                   name=name or Path(out).name, training=training)
+    return save_artifact(out, art, model.eval(), onnx=onnx, force=force)
+
+
+def _plain(obj):
+    """JSON-safe copy of checkpoint hyper-parameters."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
