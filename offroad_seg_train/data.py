@@ -91,7 +91,6 @@ class FrameCache:
             list(pool.map(fill, range(n)))
         images.flush()
         masks.flush()
-        del images, masks
         os.replace(tmp_i, self.images_path)
         os.replace(tmp_m, self.masks_path)
         self.meta_path.write_text(json.dumps({"shape": [n, h, w]}))
