@@ -70,8 +70,8 @@ def build_model(
         return smp.create_model(
             arch, encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes, **kwargs
         )
-    except TypeError as exc:
-        raise ModelConfigError(f"{arch}: invalid model option: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelConfigError(f"{arch} + {encoder}: invalid model option: {exc}") from exc
     except Exception as exc:
         if encoder_weights is None or not _is_download_error(exc):
             raise

@@ -46,6 +46,7 @@ class SegCLI(LightningCLI):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    saved = sys.argv
     if argv is not None:
         # LightningCLI reads sys.argv; show `offroad-seg train` as the program.
         sys.argv = [f"{sys.argv[0]} train", *argv]
@@ -58,4 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("offroad-seg train: interrupted; resume with --ckpt_path last", file=sys.stderr)
         return 130
+    finally:
+        sys.argv = saved
     return 0

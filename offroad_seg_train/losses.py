@@ -8,6 +8,8 @@ import torch
 from segmentation_models_pytorch import losses as smp_losses
 from torch import nn
 
+from offroad_seg_ros.model import ModelConfigError
+
 IGNORE = 255
 
 
@@ -44,12 +46,12 @@ LOSSES: dict[str, Callable[[torch.Tensor | None], nn.Module]] = {
 def build_loss(name: str, class_weights: Sequence[float] | None = None, num_classes: int = 0) -> nn.Module:
     """Multiclass loss from logits; ignore index 255. Class weights apply to CE."""
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+        raise ModelConfigError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
     weights = None
     if class_weights is not None:
         if len(class_weights) != num_classes:
-            raise ValueError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
+            raise ModelConfigError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
         if "ce" not in name:
-            raise ValueError(f"class_weights apply to the CE part of a loss; {name!r} has none")
+            raise ModelConfigError(f"class_weights apply to the CE part of a loss; {name!r} has none")
         weights = torch.tensor(class_weights, dtype=torch.float32)
     return LOSSES[name](weights)
