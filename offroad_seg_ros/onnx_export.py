@@ -30,6 +30,8 @@ def export_onnx(model: torch.nn.Module, pre: Preprocess, path: str | Path, atol:
             input_names=["input"], output_names=["logits"],
             dynamic_shapes={arg: {0: batch, 2: m * h, 3: m * w}},
         )
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
     path = Path(path)
     program.save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

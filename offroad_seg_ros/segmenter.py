@@ -9,6 +9,7 @@ only the requested outputs are copied back.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ class Segmenter:
             self.net: torch.nn.Module | None = None
         else:
             self.artifact, net = load_artifact(model)
-            self.net = net.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
+            self.net = net.to(self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
         self.classes = self.artifact.classes
         self.pre = self.artifact.preprocess
         self.color_lut = torch.from_numpy(self.classes.color_lut()).to(self.device)
@@ -135,8 +136,11 @@ class Segmenter:
         return labels, conf
 
     def _upload(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        batch = np.stack(frames) if len(frames) > 1 else frames[0][None]
-        host = torch.from_numpy(np.ascontiguousarray(batch))
+        batch = np.ascontiguousarray(np.stack(frames) if len(frames) > 1 else frames[0][None])
+        with warnings.catch_warnings():
+            # Frames parsed from a message are read-only views; nothing writes to them.
+            warnings.simplefilter("ignore", UserWarning)
+            host = torch.from_numpy(batch)
         if self.device.type == "cuda":
             host = host.pin_memory()
             return host.to(self.device, non_blocking=True)

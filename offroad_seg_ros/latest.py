@@ -1,0 +1,75 @@
+"""Newest-frame worker: inference never queues behind the camera.
+
+`submit` never blocks: a frame that arrives while the model is busy replaces
+the waiting one, which counts as dropped. One thread runs the model on the
+newest frame only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class LatestFrameWorker(Generic[T]):
+    def __init__(self, process: Callable[[T], None], on_error: Callable[[T, BaseException], None] | None = None,
+                 name: str = "inference"):
+        self._process = process
+        self._on_error = on_error
+        self._cond = threading.Condition()
+        self._pending: T | None = None
+        self._has_pending = False
+        self._stopping = False
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0
+        self.failed = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: T) -> None:
+        with self._cond:
+            self.received += 1
+            if self._has_pending:
+                self.dropped += 1
+            self._pending, self._has_pending = item, True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._has_pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                item, self._pending, self._has_pending = self._pending, None, False
+            try:
+                self._process(item)  # type: ignore[arg-type]
+                self.processed += 1
+            except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the worker
+                self.failed += 1
+                if self._on_error:
+                    self._on_error(item, exc)  # type: ignore[arg-type]
+
+    def idle(self, timeout: float = 5.0) -> bool:
+        """Wait until nothing is pending (for tests and shutdown)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._cond:
+                if not self._has_pending:
+                    return True
+            time.sleep(0.001)
+        return False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            if self._has_pending:
+                self.dropped += 1
+            self._pending, self._has_pending = None, False
+            self._cond.notify()
+        self._thread.join(timeout)

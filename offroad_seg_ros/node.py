@@ -1,0 +1,145 @@
+"""segmentation_node: camera images in, class masks and traversability cost out.
+
+Thin glue around `FramePipeline` (all maths and parsing live there): declares
+parameters, subscribes raw (serialized) with the sensor-data QoS, hands the
+newest frame to one worker thread, publishes outputs with the input header and
+/diagnostics once per `diagnostics_period`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import rclpy
+import rclpy.logging
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from .artifact import ArtifactError
+from .latest import LatestFrameWorker
+from .model import ModelConfigError
+from .pipeline import FramePipeline, parse_cost_overrides, wanted_outputs
+from .segmenter import Segmenter
+
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "model": ("", "model artifact directory (model.json + weights.safetensors)"),
+    "device": ("auto", "auto | cpu | cuda | cuda:N"),
+    "precision": ("fp32", "fp32 | fp16 | bf16"),
+    "backend": ("torch", "torch | onnxruntime"),
+    "compile": (False, "torch.compile the inference path (CUDA graphs on GPU)"),
+    "compressed": (False, "subscribe to image/compressed instead of image"),
+    "publish_mask": (True, "publish ~/mask (mono8 class indices)"),
+    "publish_cost": (True, "publish ~/cost (mono8 Nav2 cost)"),
+    "publish_confidence": (False, "publish ~/confidence (mono8)"),
+    "publish_color": (True, "publish ~/color (rgb8) while subscribed"),
+    "publish_overlay": (True, "publish ~/overlay (rgb8) while subscribed"),
+    "overlay_alpha": (0.5, "weight of the class colour in ~/overlay"),
+    "cost_overrides": ([""], "per-class cost overrides, 'Class Name=cost'"),
+    "max_rate": (0.0, "maximum processing rate in Hz (0 = unlimited)"),
+    "qos_depth": (1, "input subscription queue depth"),
+    "qos_reliability": ("best_effort", "input reliability: best_effort | reliable"),
+    "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
+}
+OUTPUTS = ("mask", "cost", "confidence", "color", "overlay")
+
+
+class SegmentationNode(Node):
+    def __init__(self) -> None:
+        super().__init__("segmentation_node")
+        for name, (default, text) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.segmenter = Segmenter(
+            p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
+            compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
+            overlay_alpha=p["overlay_alpha"],
+        )
+        self.pipeline = FramePipeline(self.segmenter, compressed=p["compressed"])
+        self.enabled = {name: bool(p[f"publish_{name}"]) for name in OUTPUTS}
+        self.min_period = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
+        self.last_accept = 0.0
+        self.rate_skipped = 0
+
+        qos = QoSProfile(depth=int(p["qos_depth"]), history=qos_profile_sensor_data.history,
+                         reliability=ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable"
+                         else ReliabilityPolicy.BEST_EFFORT)
+        msg_type = CompressedImage if p["compressed"] else Image
+        topic = "image/compressed" if p["compressed"] else "image"
+        self.pubs = {name: self.create_publisher(Image, f"~/{name}", 1) for name in OUTPUTS if self.enabled[name]}
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
+        self.worker: LatestFrameWorker[tuple[bytes, float]] = LatestFrameWorker(self._process, self._failed)
+        self.create_subscription(msg_type, topic, self._on_frame, qos, raw=True)
+        self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics)
+        self.get_logger().info(
+            f"segmenting {self.resolve_topic_name(topic)} with {self.segmenter.name} on "
+            f"{self.segmenter.device} ({self.segmenter.precision}, {self.segmenter.backend})"
+        )
+
+    # The subscription callback only hands over the bytes: never blocks on inference.
+    def _on_frame(self, raw: bytes) -> None:
+        now = time.monotonic()
+        if self.min_period and now - self.last_accept < self.min_period:
+            self.rate_skipped += 1
+            return
+        self.last_accept = now
+        self.worker.submit((raw, now))
+
+    def _process(self, item: tuple[bytes, float]) -> None:
+        raw, _ = item
+        wanted = wanted_outputs(self.enabled, lambda n: self.pubs[n].get_subscription_count())
+        result = self.pipeline.process(raw, wanted)
+        if result is None:
+            self.get_logger().warning(f"skipping bad frame: {self.pipeline.last_error}",
+                                      throttle_duration_sec=5.0)
+            return
+        header = Header(frame_id=result.header.frame_id)
+        header.stamp.sec, header.stamp.nanosec = result.header.sec, result.header.nanosec
+        for name, fields in result.outputs.items():
+            self.pubs[name].publish(Image(header=header, **fields))
+        now = self.get_clock().now().nanoseconds * 1e-9
+        self.pipeline.record_latency(result.header.sec, result.header.nanosec, now)
+
+    def _failed(self, item: tuple[bytes, float], exc: BaseException) -> None:
+        self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    def _publish_diagnostics(self) -> None:
+        w = self.worker
+        level, message, values = self.pipeline.diagnostics(w.received, w.processed, w.dropped, self.rate_skipped)
+        status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",
+                                  message=message, hardware_id=str(self.segmenter.device),
+                                  values=[KeyValue(key=k, value=v) for k, v in values])
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                              status=[status]))
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SegmentationNode()
+    except (ArtifactError, ModelConfigError, ValueError, OSError) as exc:
+        rclpy.logging.get_logger("segmentation_node").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
