@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from .artifact import ArtifactError
+from .bag import BagError
 from .classes import UnknownRawIdError
 from .dataset import DatasetError
 
 # Errors that are the user's input, printed as one paragraph without a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    DatasetError, UnknownRawIdError, FileExistsError, FileNotFoundError, ValueError, KeyError,
+    DatasetError, UnknownRawIdError, ArtifactError, BagError, FileExistsError, FileNotFoundError,
+    ValueError, KeyError,
 )
 
 
@@ -53,6 +57,49 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bag(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .bag import write_bag
+    from .classes import ClassTable
+
+    table = ClassTable.from_yaml(args.classes) if args.classes else ClassTable.default()
+    with tqdm(unit="frame", desc="bag", dynamic_ncols=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        out = write_bag(args.split, args.out, storage=args.storage, compressed=args.compressed, rate=args.rate,
+                        frame_id=args.frame_id, table=table, ignore_unknown=args.ignore_unknown,
+                        force=args.force, version=args.bag_version, progress=progress)
+    print(f"bag written to {out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .classes import ClassTable
+    from .evaluate import evaluate
+    from .report import summary_table, write_report
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    classes = ClassTable.from_yaml(args.classes) if args.classes else None
+    metrics, gallery = evaluate(
+        args.source, model=args.model, predictions_topic=args.predictions, device=args.device,
+        precision=args.precision, backend=args.backend, limit=args.limit, image_topic=args.image_topic,
+        gt_topic=args.gt_topic, name_topic=args.name_topic, classes=classes,
+        ignore_unknown=args.ignore_unknown, progress=not args.quiet,
+    )
+    write_report(out, metrics, gallery, force=args.force)
+    table = ClassTable.from_dict(metrics["classes"])
+    print(summary_table(metrics, table))
+    run = metrics["run"]
+    print(f"\n{run['frames_scored']} frames scored, unmatched {run['unmatched'] or 0}, skipped {run['skipped']}; "
+          f"{run['fps']:.1f} frames/s; report: {out}/report.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offroad-seg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -85,6 +132,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name recorded in model.json (default: the folder name)")
     p.add_argument("--force", action="store_true", help="replace an existing artifact directory")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("bag", help="write a dataset split to a rosbag2 (mcap or sqlite3)")
+    p.add_argument("split", help="split folder, e.g. demo-data/test (holding Color_Images/)")
+    p.add_argument("out", help="bag directory to create")
+    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    p.add_argument("--compressed", choices=["png", "jpeg"], help="write sensor_msgs/CompressedImage")
+    p.add_argument("--rate", type=float, default=10.0, help="frames per second of bag time (default 10)")
+    p.add_argument("--frame-id", default="camera", help="header frame_id (default camera)")
+    p.add_argument("--bag-version", type=int, choices=[8, 9], default=8,
+                   help="rosbag2 metadata version: 8 reads on Humble and Jazzy (default), 9 on Jazzy+")
+    p.add_argument("--classes", help="class table YAML used to validate masks")
+    p.add_argument("--ignore-unknown", action="store_true", help="allow raw mask IDs not in the class table")
+    p.add_argument("--force", action="store_true", help="overwrite an existing bag")
+    p.set_defaults(func=_bag)
+
+    p = sub.add_parser("eval", help="score a model (or a replay bag) and write a report")
+    p.add_argument("source", help="bag directory (offroad-seg bag / ros2 bag record) or dataset split folder")
+    p.add_argument("--model", help="model artifact directory to run")
+    p.add_argument("--predictions", metavar="TOPIC",
+                   help="score the node's recorded masks on TOPIC instead of running a model")
+    p.add_argument("--out", required=True, help="report directory to create")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--limit", type=int, help="score at most N frames")
+    p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument("--gt-topic", default="/camera/segmentation")
+    p.add_argument("--name-topic", default="/camera/image_name")
+    p.add_argument("--classes", help="class table YAML (replay mode; a model brings its own)")
+    p.add_argument("--ignore-unknown", action="store_true", help="score unknown raw IDs as ignore")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="replace an existing report directory")
+    p.set_defaults(func=_eval)
     return parser
 
 

@@ -1,0 +1,261 @@
+"""rosbag2 tools without ROS (the `rosbags` library): dataset split -> bag, and
+a streaming reader that pairs images, ground truth and predictions by stamp.
+
+Topics written (defaults):
+  /camera/image_raw      sensor_msgs/Image rgb8 (or CompressedImage with --compressed)
+  /camera/segmentation   sensor_msgs/Image mono16, raw Duality class IDs
+  /camera/image_name     std_msgs/Header; frame_id carries the image file name
+All three share one header stamp per frame, so they pair by stamp in the bag
+and in any bag recorded while replaying it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from .classes import ClassTable
+from .dataset import DatasetError, list_samples, read_image, read_raw_mask
+from .image_msgs import ImageConversionError, parse_compressed_cdr, parse_image_cdr, to_array, view_to_rgb
+
+IMAGE_TOPIC = "/camera/image_raw"
+GT_TOPIC = "/camera/segmentation"
+NAME_TOPIC = "/camera/image_name"
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+HEADER = "std_msgs/msg/Header"
+# rosbag2 metadata version 8 is read by Humble and Jazzy alike (version 9, the
+# Kilted default, changes how QoS profiles are stored and Humble rejects it).
+BAG_VERSION = 8
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+
+
+class BagError(ValueError):
+    """A bag that is missing, unreadable or lacks the needed topics."""
+
+
+def write_bag(
+    split_dir: str | Path,
+    out: str | Path,
+    storage: str = "mcap",
+    compressed: str | None = None,
+    rate: float = 10.0,
+    frame_id: str = "camera",
+    start_ns: int = 1_700_000_000 * 10**9,
+    table: ClassTable | None = None,
+    ignore_unknown: bool = False,
+    force: bool = False,
+    version: int = BAG_VERSION,
+    image_topic: str = IMAGE_TOPIC,
+    gt_topic: str = GT_TOPIC,
+    name_topic: str = NAME_TOPIC,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write every image (and mask, if the split has them) of a split to a rosbag2.
+
+    Written into a temporary folder and renamed when complete.
+    """
+    out = Path(out)
+    if storage not in ("mcap", "sqlite3"):
+        raise ValueError(f"storage must be mcap or sqlite3, got {storage!r}")
+    if compressed not in (None, "png", "jpeg"):
+        raise ValueError(f"compressed must be png or jpeg, got {compressed!r}")
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    samples = list_samples(split_dir, require_masks=False)
+    if not samples:
+        raise DatasetError(f"{split_dir}: no images")
+    table = table or ClassTable.default()
+    ts = TYPESTORE
+    Header, Time, Image, Compressed = (ts.types[t] for t in (HEADER, "builtin_interfaces/msg/Time", IMAGE, COMPRESSED))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        with Writer(tmp / out.name, version=version, storage_plugin=plugin) as writer:
+            c_img = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
+            c_gt = writer.add_connection(gt_topic, IMAGE, typestore=ts) if samples[0].mask else None
+            c_name = writer.add_connection(name_topic, HEADER, typestore=ts)
+            for i, s in enumerate(samples):
+                t = start_ns + round(i * 1e9 / rate)
+                header = Header(Time(t // 10**9, t % 10**9), frame_id)
+                rgb = read_image(s.image)
+                if compressed:
+                    ok, buf = cv2.imencode(".png" if compressed == "png" else ".jpg",
+                                           cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                    msg = Compressed(header, compressed, buf.ravel())
+                else:
+                    h, w = rgb.shape[:2]
+                    msg = Image(header, h, w, "rgb8", 0, w * 3, rgb.reshape(-1))
+                writer.write(c_img, t, ts.serialize_cdr(msg, msg.__msgtype__))
+                if c_gt is not None:
+                    assert s.mask is not None
+                    raw = read_raw_mask(s.mask)
+                    if raw.shape != rgb.shape[:2]:
+                        raise DatasetError(f"{s.mask}: mask is {raw.shape[1]}x{raw.shape[0]}, image is "
+                                           f"{rgb.shape[1]}x{rgb.shape[0]}")
+                    table.remap(raw, ignore_unknown=ignore_unknown, source=str(s.mask))  # validate
+                    h, w = raw.shape
+                    gt = Image(header, h, w, "mono16", 0, w * 2, raw.astype("<u2").view(np.uint8).reshape(-1))
+                    writer.write(c_gt, t, ts.serialize_cdr(gt, IMAGE))
+                writer.write(c_name, t, ts.serialize_cdr(Header(header.stamp, s.image.name), HEADER))
+                if progress:
+                    progress(i + 1, len(samples))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp / out.name, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+@dataclass
+class Frame:
+    stamp: int  # ns
+    name: str
+    image: np.ndarray | None = None  # RGB uint8
+    gt_raw: np.ndarray | None = None  # uint16 raw IDs
+    pred: np.ndarray | None = None  # uint8 class indices
+
+
+@dataclass
+class PairingStats:
+    frames: int = 0
+    unmatched: dict[str, int] = field(default_factory=lambda: {})
+    bad: list[str] = field(default_factory=list)  # skipped frames and why (first few kept)
+    bad_count: int = 0
+
+    def skip(self, why: str) -> None:
+        self.bad_count += 1
+        if len(self.bad) < 20:
+            self.bad.append(why)
+
+
+def _stamp(view) -> int:
+    return view.sec * 10**9 + view.nanosec
+
+
+def open_bag(path: str | Path) -> Reader:
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"bag not found: {path}")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # noqa: BLE001 - rosbags raises several types for broken bags
+        raise BagError(f"cannot open bag {path}: {type(exc).__name__}: {exc}") from exc
+    return reader
+
+
+def read_frames(
+    bag: str | Path,
+    topics: dict[str, str],
+    stats: PairingStats,
+    window: int = 64,
+    limit: int | None = None,
+) -> Iterator[Frame]:
+    """Stream frames that have every role in `topics` ({"image"|"gt"|"pred"|"name": topic}).
+
+    Messages are paired by header stamp in a bounded window (constant memory);
+    partial frames that fall out of the window, or remain at the end, are
+    counted in `stats.unmatched` per missing role. "name" is optional: frames
+    without it are named by stamp.
+    """
+    reader = open_bag(bag)
+    try:
+        available = {c.topic: c.msgtype for c in reader.connections}
+        missing = [t for role, t in topics.items() if t not in available and role != "name"]
+        if missing:
+            listed = ", ".join(f"{t} ({m})" for t, m in sorted(available.items()))
+            raise BagError(f"bag {bag} has no topic(s) {', '.join(missing)}; it has: {listed}")
+        role_of = {t: r for r, t in topics.items() if t in available}
+        required = {r for r in topics if r != "name"}
+        want_name = "name" in role_of.values()
+        pending: OrderedDict[int, dict] = OrderedDict()
+        conns = [c for c in reader.connections if c.topic in role_of]
+
+        def finish(stamp: int, parts: dict) -> Frame | None:
+            lacking = required - parts.keys()
+            if lacking:
+                for r in lacking:
+                    stats.unmatched[r] = stats.unmatched.get(r, 0) + 1
+                return None
+            return Frame(stamp, parts.get("name", str(stamp)), parts.get("image"), parts.get("gt"), parts.get("pred"))
+
+        emitted = 0
+        try:
+            messages = reader.messages(connections=conns)
+            for conn, _, raw in messages:
+                role = role_of[conn.topic]
+                try:
+                    value, stamp = _decode(role, available[conn.topic], raw)
+                except ImageConversionError as exc:
+                    stats.skip(f"{conn.topic}: {exc}")
+                    continue
+                parts = pending.setdefault(stamp, {})
+                parts[role] = value
+                if required <= parts.keys() and (not want_name or "name" in parts):
+                    del pending[stamp]
+                    frame = finish(stamp, parts)
+                    if frame is not None:
+                        stats.frames += 1
+                        emitted += 1
+                        yield frame
+                        if limit and emitted >= limit:
+                            return
+                while len(pending) > window:
+                    old_stamp, old = pending.popitem(last=False)
+                    frame = finish(old_stamp, old)
+                    if frame is not None:  # complete but for the optional name
+                        stats.frames += 1
+                        emitted += 1
+                        yield frame
+        except BagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated files surface mid-iteration
+            raise BagError(f"cannot read bag {bag}: {type(exc).__name__}: {exc}") from exc
+        for stamp, parts in pending.items():
+            frame = finish(stamp, parts)
+            if frame is not None and not (limit and emitted >= limit):
+                stats.frames += 1
+                emitted += 1
+                yield frame
+    finally:
+        reader.close()
+
+
+def _decode(role: str, msgtype: str, raw: bytes):
+    if msgtype == HEADER:
+        msg = TYPESTORE.deserialize_cdr(raw, HEADER)
+        return msg.frame_id, int(msg.stamp.sec) * 10**9 + int(msg.stamp.nanosec)
+    view = parse_compressed_cdr(raw) if msgtype == COMPRESSED else parse_image_cdr(raw)
+    if msgtype not in (IMAGE, COMPRESSED):
+        raise ImageConversionError(f"unsupported message type {msgtype}")
+    if role == "image":
+        return view_to_rgb(view), _stamp(view)
+    arr = to_array(view.encoding, view.height, view.width, view.step, view.is_bigendian, view.data)
+    if role == "gt" and arr.dtype != np.uint16:
+        raise ImageConversionError(f"ground truth must be mono16 raw IDs, got {view.encoding!r}")
+    if role == "pred" and arr.dtype != np.uint8:
+        raise ImageConversionError(f"predictions must be mono8 class indices, got {view.encoding!r}")
+    return np.array(arr), _stamp(view)  # copy: the reader's buffer is reused
+
+
+def bag_topics(bag: str | Path) -> dict[str, tuple[str, int]]:
+    reader = open_bag(bag)
+    try:
+        return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+    finally:
+        reader.close()

@@ -1,0 +1,193 @@
+"""Score a model (or a bag recorded from the node) on a bag or a dataset split.
+
+Streams frames (constant memory), runs the node's own `Segmenter`, accumulates
+the shared metrics, keeps thumbnails only for the gallery, and writes the
+report directory atomically (all of it, or nothing).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from .bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, Frame, PairingStats, read_frames
+from .classes import ClassTable
+from .dataset import DatasetError, list_samples, read_image, read_raw_mask
+from .metrics import MetricAccumulator
+
+THUMB_W = 320
+
+
+@dataclass
+class Thumb:
+    name: str
+    miou: float
+    image: np.ndarray | None
+    gt: np.ndarray
+    pred: np.ndarray
+
+
+@dataclass
+class Gallery:
+    """Best / worst / evenly spread frames, as small thumbnails (bounded memory)."""
+
+    k: int = 5
+    spread: int = 4
+    best: list = field(default_factory=list)  # min-heap of (miou, i, Thumb)
+    worst: list = field(default_factory=list)  # min-heap of (-miou, i, Thumb)
+    sample: list[Thumb] = field(default_factory=list)
+    seen: int = 0
+    _rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+    def add(self, thumb: Thumb) -> None:
+        self.seen += 1
+        if thumb.miou == thumb.miou:  # not NaN
+            item = (thumb.miou, self.seen, thumb)
+            (heapq.heappush if len(self.best) < self.k else heapq.heappushpop)(self.best, item)
+            item = (-thumb.miou, self.seen, thumb)
+            (heapq.heappush if len(self.worst) < self.k else heapq.heappushpop)(self.worst, item)
+        # Reservoir sample: representative frames without knowing the count.
+        if len(self.sample) < self.spread:
+            self.sample.append(thumb)
+        else:
+            j = int(self._rng.integers(0, self.seen))
+            if j < self.spread:
+                self.sample[j] = thumb
+
+    def ranked(self) -> tuple[list[Thumb], list[Thumb]]:
+        best = [t for _, _, t in sorted(self.best, key=lambda x: -x[0])]
+        worst = [t for _, _, t in sorted(self.worst, key=lambda x: -x[0])]
+        return best, worst
+
+
+def _thumb(arr: np.ndarray | None, nearest: bool) -> np.ndarray | None:
+    if arr is None:
+        return None
+    h, w = arr.shape[:2]
+    size = (THUMB_W, max(1, round(h * THUMB_W / w)))
+    return cv2.resize(arr, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+
+
+def folder_frames(split_dir: str | Path, stats: PairingStats, limit: int | None = None) -> Iterator[Frame]:
+    samples = list_samples(split_dir)
+    for i, s in enumerate(samples[:limit] if limit else samples):
+        assert s.mask is not None
+        stats.frames += 1
+        yield Frame(i, s.image.name, read_image(s.image), read_raw_mask(s.mask))
+
+
+def is_bag(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "metadata.yaml").is_file() or path.suffix in (".mcap", ".db3")
+
+
+def evaluate(
+    source: str | Path,
+    model: str | Path | None = None,
+    predictions_topic: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    backend: str = "torch",
+    limit: int | None = None,
+    image_topic: str = IMAGE_TOPIC,
+    gt_topic: str = GT_TOPIC,
+    name_topic: str = NAME_TOPIC,
+    classes: ClassTable | None = None,
+    ignore_unknown: bool = False,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Gallery]:
+    """Metrics of DESIGN.md plus run information; and the gallery thumbnails."""
+    if (model is None) == (predictions_topic is None):
+        raise ValueError("give exactly one of --model (run a model) or --predictions TOPIC (score a replay bag)")
+    segmenter = None
+    if model is not None:
+        from .segmenter import Segmenter
+
+        segmenter = Segmenter(model, device=device, precision=precision, backend=backend, warmup_size=None)
+        table = segmenter.classes
+    else:
+        table = classes or ClassTable.default()
+    stats = PairingStats()
+    if is_bag(source):
+        topics = {"gt": gt_topic, "name": name_topic}
+        topics.update({"pred": predictions_topic} if predictions_topic else {"image": image_topic})
+        frames = read_frames(source, topics, stats, limit=limit)
+    else:
+        if predictions_topic:
+            raise ValueError("--predictions needs a bag; a dataset folder has no predictions")
+        frames = folder_frames(source, stats, limit)
+
+    acc = MetricAccumulator(len(table))
+    gallery = Gallery()
+    colors = table.color_lut()
+    t_model = 0.0
+    t_start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="frame", desc="eval", dynamic_ncols=True)
+    for frame in frames:
+        assert frame.gt_raw is not None
+        try:
+            gt = table.remap(frame.gt_raw, ignore_unknown=ignore_unknown, source=frame.name)
+        except ValueError as exc:
+            raise DatasetError(f"ground truth of frame {frame.name}: {exc}") from exc
+        if segmenter is not None:
+            assert frame.image is not None
+            if frame.image.shape[:2] != gt.shape:
+                stats.skip(f"{frame.name}: image {frame.image.shape[1]}x{frame.image.shape[0]} and mask "
+                           f"{gt.shape[1]}x{gt.shape[0]} differ")
+                continue
+            t0 = time.perf_counter()
+            pred = segmenter(frame.image, ("mask",)).mask
+            t_model += time.perf_counter() - t0
+        else:
+            pred = frame.pred
+        assert pred is not None
+        if pred.shape != gt.shape:
+            stats.skip(f"{frame.name}: prediction {pred.shape[1]}x{pred.shape[0]} and mask "
+                       f"{gt.shape[1]}x{gt.shape[0]} differ")
+            continue
+        acc.update(torch.from_numpy(pred), torch.from_numpy(gt), names=[frame.name])
+        gallery.add(Thumb(frame.name, acc.image_miou[-1], _thumb(frame.image, False),
+                          colors[_thumb(gt, True)], colors[_thumb(pred, True)]))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t_start
+    scored = len(acc.image_miou)
+    if scored == 0:
+        raise DatasetError(f"no frame of {source} could be scored (paired: {stats.frames}, "
+                           f"unmatched: {stats.unmatched}, skipped: {stats.bad_count})")
+    out = acc.compute()
+    out["classes"] = table.to_dict()
+    out["run"] = {
+        "source": str(Path(source).resolve()),
+        "mode": "replay" if predictions_topic else ("bag" if is_bag(source) else "folder"),
+        "model": str(Path(model).resolve()) if model else None,
+        "model_name": segmenter.name if segmenter else None,
+        "predictions_topic": predictions_topic,
+        "frames_scored": scored,
+        "frames_paired": stats.frames,
+        "unmatched": stats.unmatched,
+        "skipped": stats.bad_count,
+        "skipped_examples": stats.bad,
+        "device": str(segmenter.device) if segmenter else None,
+        "precision": precision if segmenter else None,
+        "backend": backend if segmenter else None,
+        "seconds": wall,
+        "fps": scored / wall if wall else float("nan"),
+        "overhead_ms_per_frame": 1e3 * (wall - t_model) / scored,
+        "model_ms_per_frame": 1e3 * t_model / scored if segmenter else None,
+    }
+    return out, gallery
