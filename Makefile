@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STUBS := .stubs
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint bench install docs
 
 install: $(VENV)/.installed
 
@@ -36,3 +36,10 @@ lint: $(VENV)/.installed $(STUBS)/rclpy/__init__.py
 
 bench: $(VENV)/.installed
 	$(PY) bench/cpu_bench.py
+
+# Regenerate the pictures in docs/ from a demo run (make demo first).
+docs: $(VENV)/.installed
+	$(VENV)/bin/offroad-seg synth --preview docs/synth_preview.png
+	mkdir -p docs/report
+	cp demo-out/report/*.png demo-out/report/report.md docs/report/
+	cp demo-out/preview.png docs/demo_preview.png

@@ -7,9 +7,6 @@ Loading never unpickles and never downloads: the network is built with
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import torch
 
 from . import __version__
 from .classes import ClassTable
+from .fsutil import atomic_directory
 from .model import build_model
 from .preprocess import Preprocess
 
@@ -84,11 +82,8 @@ def save_artifact(
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise FileExistsError(f"{out_dir} exists; pass --force to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir, force) as tmp:
+        tmp.mkdir()
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         if onnx:
@@ -97,12 +92,6 @@ def save_artifact(
             export_onnx(model, artifact.preprocess, tmp / ONNX)
         artifact.has_onnx = onnx
         (tmp / MODEL_JSON).write_text(json.dumps(artifact.metadata(), indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     artifact.path = out_dir
     return out_dir
 

@@ -11,9 +11,6 @@ and in any bag recorded while replaying it.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +23,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from .classes import ClassTable
 from .dataset import DatasetError, list_samples, read_image, read_raw_mask
+from .fsutil import atomic_directory
 from .image_msgs import ImageConversionError, parse_compressed_cdr, parse_image_cdr, to_array, view_to_rgb
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -72,52 +70,43 @@ def write_bag(
         raise ValueError(f"compressed must be png or jpeg, got {compressed!r}")
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
     samples = list_samples(split_dir, require_masks=False)
     if not samples:
         raise DatasetError(f"{split_dir}: no images")
     table = table or ClassTable.default()
     ts = TYPESTORE
     Header, Time, Image, Compressed = (ts.types[t] for t in (HEADER, "builtin_interfaces/msg/Time", IMAGE, COMPRESSED))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        with Writer(tmp / out.name, version=version, storage_plugin=plugin) as writer:
-            c_img = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
-            c_gt = writer.add_connection(gt_topic, IMAGE, typestore=ts) if samples[0].mask else None
-            c_name = writer.add_connection(name_topic, HEADER, typestore=ts)
-            for i, s in enumerate(samples):
-                t = start_ns + round(i * 1e9 / rate)
-                header = Header(Time(t // 10**9, t % 10**9), frame_id)
-                rgb = read_image(s.image)
-                if compressed:
-                    ok, buf = cv2.imencode(".png" if compressed == "png" else ".jpg",
-                                           cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                    msg = Compressed(header, compressed, buf.ravel())
-                else:
-                    h, w = rgb.shape[:2]
-                    msg = Image(header, h, w, "rgb8", 0, w * 3, rgb.reshape(-1))
-                writer.write(c_img, t, ts.serialize_cdr(msg, msg.__msgtype__))
-                if c_gt is not None:
-                    assert s.mask is not None
-                    raw = read_raw_mask(s.mask)
-                    if raw.shape != rgb.shape[:2]:
-                        raise DatasetError(f"{s.mask}: mask is {raw.shape[1]}x{raw.shape[0]}, image is "
-                                           f"{rgb.shape[1]}x{rgb.shape[0]}")
-                    table.remap(raw, ignore_unknown=ignore_unknown, source=str(s.mask))  # validate
-                    h, w = raw.shape
-                    gt = Image(header, h, w, "mono16", 0, w * 2, raw.astype("<u2").view(np.uint8).reshape(-1))
-                    writer.write(c_gt, t, ts.serialize_cdr(gt, IMAGE))
-                writer.write(c_name, t, ts.serialize_cdr(Header(header.stamp, s.image.name), HEADER))
-                if progress:
-                    progress(i + 1, len(samples))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp / out.name, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with atomic_directory(out, force) as tmp, Writer(tmp, version=version, storage_plugin=plugin) as writer:
+        c_img = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
+        c_gt = writer.add_connection(gt_topic, IMAGE, typestore=ts) if samples[0].mask else None
+        c_name = writer.add_connection(name_topic, HEADER, typestore=ts)
+        for i, s in enumerate(samples):
+            t = start_ns + round(i * 1e9 / rate)
+            header = Header(Time(t // 10**9, t % 10**9), frame_id)
+            rgb = read_image(s.image)
+            if compressed:
+                ok, buf = cv2.imencode(".png" if compressed == "png" else ".jpg",
+                                       cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                msg = Compressed(header, compressed, buf.ravel())
+            else:
+                h, w = rgb.shape[:2]
+                msg = Image(header, h, w, "rgb8", 0, w * 3, rgb.reshape(-1))
+            writer.write(c_img, t, ts.serialize_cdr(msg, msg.__msgtype__))
+            if c_gt is not None:
+                assert s.mask is not None
+                raw = read_raw_mask(s.mask)
+                if raw.shape != rgb.shape[:2]:
+                    raise DatasetError(f"{s.mask}: mask is {raw.shape[1]}x{raw.shape[0]}, image is "
+                                       f"{rgb.shape[1]}x{rgb.shape[0]}")
+                table.remap(raw, ignore_unknown=ignore_unknown, source=str(s.mask))  # validate
+                h, w = raw.shape
+                gt = Image(header, h, w, "mono16", 0, w * 2, raw.astype("<u2").view(np.uint8).reshape(-1))
+                writer.write(c_gt, t, ts.serialize_cdr(gt, IMAGE))
+            writer.write(c_name, t, ts.serialize_cdr(Header(header.stamp, s.image.name), HEADER))
+            if progress:
+                progress(i + 1, len(samples))
+    return out
     return out
 
 

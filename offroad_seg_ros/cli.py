@@ -100,6 +100,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from offroad_seg_train.demo import run_demo
+
+    run_demo(args.out, device=args.device, full=args.full, force=args.force, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offroad-seg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -165,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="replace an existing report directory")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("demo", help="synth -> train -> export -> bag -> eval on generated data")
+    p.add_argument("--out", default="demo-out", help="working folder (default demo-out)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (training and evaluation)")
+    p.add_argument("--full", action="store_true", help="reference recipe on a larger dataset (needs a GPU)")
+    p.add_argument("--force", action="store_true", help="redo every stage")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo)
     return parser
 
 

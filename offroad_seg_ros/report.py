@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import numpy as np
 from . import __version__
 from .classes import ClassTable
 from .evaluate import Gallery, Thumb
+from .fsutil import atomic_directory
 
 FIGURES = {
     "per_class_iou": "per_class_iou.png",
@@ -215,7 +213,7 @@ def _grid(path: Path, thumbs: list[Thumb], title: str) -> None:
                 axes[r, c].imshow(img)
             axes[r, c].set_title(f"{t.name}: {label}" if c == 0 else label, fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.0 * rows + 0.6)))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -223,12 +221,9 @@ def _grid(path: Path, thumbs: list[Thumb], title: str) -> None:
 def write_report(out: str | Path, metrics: dict[str, Any], gallery: Gallery, force: bool = False) -> Path:
     """Write the report folder via a temporary sibling, renamed when complete."""
     out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it")
     table = ClassTable.from_dict(metrics["classes"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out, force) as tmp:
+        tmp.mkdir()
         doc = dict(metrics)
         doc["class_names"] = table.names
         doc["versions"] = _versions()
@@ -236,12 +231,6 @@ def write_report(out: str | Path, metrics: dict[str, Any], gallery: Gallery, for
         (tmp / "metrics.json").write_text(json.dumps(_jsonable(doc), indent=1) + "\n")
         _figures(tmp, metrics, table, gallery)
         (tmp / "report.md").write_text(_markdown(metrics, table))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -46,7 +46,7 @@ TRAIN_BIOME = Biome(
     sky_top=(95, 150, 215),
     sky_horizon=(200, 215, 230),
     sand=(196, 160, 118),
-    counts={GRASS: (8, 16), ROCKS: (2, 5), DRY_BUSH: (4, 10), LUSH: (2, 5), TREES: (1, 3),
+    counts={GRASS: (8, 16), ROCKS: (3, 8), DRY_BUSH: (4, 10), LUSH: (2, 5), TREES: (1, 3),
             LOGS: (1, 3), FLOWERS: (2, 4), CLUTTER: (3, 6)},
 )
 TEST_BIOME = Biome(

@@ -18,9 +18,9 @@ from offroad_seg_train.export import export_checkpoint
 from offroad_seg_train.module import CheckpointMismatch, SegModule
 
 REPO = Path(__file__).resolve().parents[1]
-# After one epoch the tiny model scores ~0.07 val mIoU (it predicts landscape
-# and sky); twelve epochs of 2 steps on 8 scenes must reach this floor.
-LEARNED_FLOOR = 0.14
+# After one epoch the tiny model scores ~0.1 val mIoU (it predicts landscape
+# and sky); sixteen epochs of 2 steps on 8 scenes reach ~0.2 and must pass this floor.
+LEARNED_FLOOR = 0.15
 
 
 def _tiny(root, tmp_path, epochs=6, **trainer):
@@ -45,7 +45,7 @@ def _tiny(root, tmp_path, epochs=6, **trainer):
 @pytest.fixture(scope="module")
 def trained(synth_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
-    model, data, trainer = _tiny(synth_root, tmp, epochs=12)
+    model, data, trainer = _tiny(synth_root, tmp, epochs=16)
     trainer.fit(model, data)
     return model, trainer, tmp
 
@@ -64,7 +64,7 @@ def test_tiny_run_learns(trained):
     loss, miou = _epoch_metrics(tmp)
     assert loss[-1] < 0.7 * loss[0], loss
     assert max(miou) > LEARNED_FLOOR, miou
-    assert max(miou) > 1.5 * miou[0], miou
+    assert max(miou) > miou[0] + 0.05, miou
 
 
 def test_validation_is_what_the_segmenter_sees(trained, synth_root, tmp_path, table):

@@ -1,0 +1,236 @@
+"""CPU benchmarks: prints a table (and writes JSON with --json PATH).
+
+python bench/cpu_bench.py [--quick] [--json bench/cpu_results.json]
+
+Every ratio is measured within one run (this machine is noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
+from offroad_seg_ros.classes import ClassTable  # noqa: E402
+from offroad_seg_ros.model import build_model  # noqa: E402
+from offroad_seg_ros.preprocess import Preprocess  # noqa: E402
+
+ROWS: list[tuple[str, str, str]] = []
+RESULTS: dict[str, float] = {}
+
+
+def row(name: str, value: float, unit: str, key: str) -> None:
+    ROWS.append((name, f"{value:,.2f}", unit))
+    RESULTS[key] = value
+    print(f"{name:<62} {value:>12,.2f} {unit}", flush=True)
+
+
+def timeit(fn, n: int, warmup: int = 1) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return np.array(out)
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def bench_remap(table: ClassTable) -> None:
+    rng = np.random.default_rng(0)
+    mask = rng.choice(np.array(table.raw_ids, np.uint16), size=(3000, 4000))
+    lut = timeit(lambda: table.remap(mask), 5)
+
+    def naive():
+        out = np.full(mask.shape, 255, np.uint8)
+        for i, raw in enumerate(table.raw_ids):
+            out[mask == raw] = i
+        return out
+
+    loop = timeit(naive, 3)
+    row("class LUT remap, 4000x3000 uint16 mask", 1e3 * np.median(lut), "ms", "remap_ms")
+    row("  per-ID loop (np.where per class), same mask", 1e3 * np.median(loop), "ms", "remap_loop_ms")
+
+
+def bench_synth(tmp: Path) -> None:
+    from offroad_seg_train.synth import generate, render_scene
+
+    t = timeit(lambda: render_scene(np.random.default_rng(1)), 10)
+    row("synth: render one 960x540 scene (1 core)", 1 / np.median(t), "scenes/s", "synth_render_per_s")
+    for level in (1, 0):
+        t0 = time.perf_counter()
+        generate(tmp / f"synth{level}", {"train": 20}, workers=1, png_level=level, progress=None)
+        row(f"synth: render + write PNG pair, level {level} (1 core)", 20 / (time.perf_counter() - t0),
+            "pairs/s", f"synth_write_l{level}_per_s")
+
+
+def make_artifact(tmp: Path, name: str, kwargs: dict, scale: float, onnx: bool = False) -> Path:
+    table = ClassTable.default()
+    torch.manual_seed(0)
+    model = build_model("FPN", "resnet18", len(table), **kwargs)
+    art = Artifact(ModelSpec("FPN", "resnet18", kwargs), table, Preprocess(scale=scale), name=name)
+    return save_artifact(tmp / name, art, model, onnx=onnx)
+
+
+def bench_node_path(tmp: Path, n: int) -> None:
+    from rosbags.typesys import Stores, get_typestore
+
+    from offroad_seg_ros.pipeline import FramePipeline
+    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_train.synth import render_scene
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Image, Header, Time = (ts.types[t] for t in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
+                                                 "builtin_interfaces/msg/Time"))
+    rgb, _ = render_scene(np.random.default_rng(3))
+    raw = bytes(ts.serialize_cdr(Image(Header(Time(1, 0), "cam"), 540, 960, "rgb8", 0, 2880, rgb.reshape(-1)),
+                                 Image.__msgtype__))
+    table = ClassTable.default()
+    full = make_artifact(tmp, "fpn_r18_native", {}, 1.0)
+    light = make_artifact(tmp, "fpn_r18_light", {"decoder_pyramid_channels": 64,
+                                                  "decoder_segmentation_channels": 32}, 0.5, onnx=True)
+
+    # Naive: message object, numpy normalisation on the CPU, eager fp32, message object out.
+    art_model = build_model("FPN", "resnet18", len(table)).eval()
+    art_model.load_state_dict(Segmenter(full, device="cpu", warmup_size=None).net.state_dict())
+    mean, std = np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255
+    cost_lut = table.cost_lut()
+
+    def naive():
+        msg = ts.deserialize_cdr(raw, Image.__msgtype__)
+        img = np.array(msg.data).reshape(msg.height, msg.width, 3)
+        x = (img - mean) / std
+        x = np.pad(x, ((0, 4), (0, 0), (0, 0)))
+        with torch.no_grad():
+            logits = art_model(torch.from_numpy(x.transpose(2, 0, 1)[None]).float())
+        mask = logits[0, :, :540].argmax(0).numpy().astype(np.uint8)
+        for out in (mask, cost_lut[mask]):
+            ts.serialize_cdr(Image(msg.header, 540, 960, "mono8", 0, 960, out.reshape(-1)), Image.__msgtype__)
+
+    def pipeline_fn(seg):
+        pipe = FramePipeline(seg)
+        return lambda: pipe.process(raw, ["mask", "cost"])
+
+    cases = [
+        ("naive: eager fp32, numpy normalisation, msg objects (native)", naive, "naive"),
+        ("Segmenter path, torch fp32 (native 960x544)",
+         pipeline_fn(Segmenter(full, device="cpu")), "seg_native"),
+        ("light profile: slim FPN-R18 @0.5 scale, torch fp32",
+         pipeline_fn(Segmenter(light, device="cpu")), "light_torch"),
+        ("light profile: slim FPN-R18 @0.5 scale, onnxruntime",
+         pipeline_fn(Segmenter(light, backend="onnxruntime")), "light_ort"),
+    ]
+    for name, fn, key in cases:
+        t = timeit(fn, n, warmup=2)
+        row(f"node path {name}: p50", 1e3 * np.percentile(t, 50), "ms", f"{key}_p50_ms")
+        row("  p95", 1e3 * np.percentile(t, 95), "ms", f"{key}_p95_ms")
+        row("  frames/s", 1 / np.median(t), "fps", f"{key}_fps")
+
+
+def bench_loader(tmp: Path) -> None:
+    import cv2
+
+    from offroad_seg_ros.dataset import list_samples, read_image, read_raw_mask
+    from offroad_seg_train.augment import build_pipeline, reference_pipeline
+    from offroad_seg_train.data import FrameCache, TrainDataset
+
+    table = ClassTable.default()
+    samples = list_samples(tmp / "synth1" / "train")
+    cache = FrameCache(samples, table, 1.0, tmp / "cache")
+    ds = TrainDataset(cache, reference_pipeline(320))
+    pipe = build_pipeline(reference_pipeline(320))
+
+    def straightforward(i):
+        s = samples[i % len(samples)]
+        image = read_image(s.image)
+        mask = table.remap(read_raw_mask(s.mask))
+        return pipe(image=image, mask=mask)
+
+    t = timeit(lambda: [straightforward(i) for i in range(len(samples))], 2)
+    row("train sample: PNG decode + remap + reference augment (1 core)", len(samples) / np.median(t),
+        "samples/s", "loader_naive_per_s")
+    t = timeit(lambda: [ds[i] for i in range(len(ds))], 2)
+    row("train sample: memory-mapped cache + reference augment (1 core)", len(ds) / np.median(t),
+        "samples/s", "loader_cache_per_s")
+    t = timeit(lambda: [cv2.imread(str(s.image)) for s in samples], 2)
+    row("  of which PNG decode of the image alone (level-1 PNG)", 1e3 * np.median(t) / len(samples),
+        "ms/sample", "png_decode_ms")
+
+
+def bench_eval(tmp: Path, table: ClassTable) -> None:
+    from offroad_seg_ros.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, PairingStats, read_frames, write_bag
+    from offroad_seg_ros.evaluate import evaluate
+    from offroad_seg_ros.metrics import MetricAccumulator
+    from offroad_seg_train.synth import generate
+
+    generate(tmp / "evald", {"test": 20}, workers=1, progress=None)
+    t0 = time.perf_counter()
+    bag = write_bag(tmp / "evald" / "test", tmp / "bag")
+    row("bag: write 960x540 rgb8 + mono16 frames (mcap)", 20 / (time.perf_counter() - t0), "frames/s",
+        "bag_write_fps")
+    roles = {"image": IMAGE_TOPIC, "gt": GT_TOPIC, "name": NAME_TOPIC}
+    t0 = time.perf_counter()
+    frames = list(read_frames(bag, roles, PairingStats()))
+    row("bag: read + decode + pair frames", len(frames) / (time.perf_counter() - t0), "frames/s",
+        "bag_read_fps")
+    acc = MetricAccumulator(len(table))
+    gts = [torch.from_numpy(table.remap(f.gt_raw)) for f in frames]
+    t0 = time.perf_counter()
+    for g in gts:
+        acc.update(g.roll(3, 1), g)
+    row("metrics: accumulate one 960x540 frame (incl. per-image scores)", 1e3 * (time.perf_counter() - t0) / len(gts),
+        "ms", "metric_ms")
+    light = tmp / "fpn_r18_light"
+    out, _ = evaluate(bag, model=light, device="cpu", progress=False)
+    row("eval: whole bag eval, light profile (torch)", out["run"]["fps"], "frames/s", "eval_fps")
+    row("  evaluator overhead (all but the forward pass)", out["run"]["overhead_ms_per_frame"], "ms/frame",
+        "eval_overhead_ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--json", help="write results as JSON to this path")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    n = 10 if args.quick else 30
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    table = ClassTable.default()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        bench_remap(table)
+        bench_synth(tmp)
+        bench_node_path(tmp, n)
+        bench_loader(tmp)
+        bench_eval(tmp, table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
+                                               "torch": torch.__version__, "results": RESULTS}, indent=1))
+    print("\n| benchmark | value | unit |\n| --- | ---: | --- |")
+    for name, value, unit in ROWS:
+        print(f"| {name.strip()} | {value} | {unit} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""GPU benchmarks (run through bench/gpu_check.sh): the reference FPN +
+ResNeXt-101 32x4d on 960x540 frames, host uint8 in -> host uint8 mask out;
+8-camera batches; training throughput from memory vs the real data pipeline;
+a short reference-recipe training run. Prints a table, writes gpu_results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
+from offroad_seg_ros.classes import ClassTable  # noqa: E402
+from offroad_seg_ros.model import build_model  # noqa: E402
+from offroad_seg_ros.preprocess import Preprocess  # noqa: E402
+
+RESULTS: dict[str, float] = {}
+ROWS: list[tuple[str, str, str]] = []
+
+
+def row(name, value, unit, key):
+    RESULTS[key] = float(value)
+    ROWS.append((name, f"{value:,.2f}", unit))
+    print(f"{name:<66} {value:>10,.2f} {unit}", flush=True)
+
+
+def times(fn, n, warmup=5):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return np.array(out)
+
+
+def reference_artifact(tmp: Path) -> Path:
+    table = ClassTable.default()
+    model = build_model("FPN", "resnext101_32x4d", len(table))
+    art = Artifact(ModelSpec("FPN", "resnext101_32x4d"), table, Preprocess(scale=1.0), name="fpn_rx101_random")
+    return save_artifact(tmp / "ref", art, model)
+
+
+def bench_inference(art: Path, frames: list[np.ndarray]) -> None:
+    from rosbags.typesys import Stores, get_typestore
+
+    from offroad_seg_ros.pipeline import FramePipeline
+    from offroad_seg_ros.segmenter import Segmenter
+
+    f = frames[0]
+    for precision in ("fp32", "fp16", "bf16"):
+        seg = Segmenter(art, device="cuda", precision=precision)
+        t = times(lambda s=seg: s(f), 100)
+        row(f"eager {precision}: 960x540 uint8 in -> mask out, p50", 1e3 * np.percentile(t, 50), "ms",
+            f"eager_{precision}_p50_ms")
+        row("  p95", 1e3 * np.percentile(t, 95), "ms", f"eager_{precision}_p95_ms")
+    eager = Segmenter(art, device="cuda", precision="fp16")
+    batch = frames[:8]
+    t = times(lambda: eager.segment_batch(batch), 20, warmup=3)
+    row("eager fp16 batch of 8 cameras", 8 / np.median(t), "frames/s", "eager_fp16_batch8_fps")
+
+    t0 = time.perf_counter()
+    comp = Segmenter(art, device="cuda", precision="fp16", compile=True)
+    row("compile fp16 (reduce-overhead): start-up incl. compile + warm-up", time.perf_counter() - t0, "s",
+        "compile_startup_s")
+    t = times(lambda: comp(f), 200, warmup=10)
+    row("compiled fp16: 960x540 uint8 in -> mask out, p50", 1e3 * np.percentile(t, 50), "ms", "compiled_fp16_p50_ms")
+    row("  p95", 1e3 * np.percentile(t, 95), "ms", "compiled_fp16_p95_ms")
+    agree = np.mean([(comp(x).mask == eager(x).mask).mean() for x in frames[:4]])
+    row("compiled vs eager fp16 mask agreement", 100 * agree, "%", "compiled_agreement_pct")
+    t0 = time.perf_counter()
+    comp.segment_batch(batch)
+    row("  compile for the batch-8 shape", time.perf_counter() - t0, "s", "compile_batch_s")
+    t = times(lambda: comp.segment_batch(batch), 30, warmup=3)
+    row("compiled fp16 batch of 8 cameras", 8 / np.median(t), "frames/s", "compiled_fp16_batch8_fps")
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Image, Header, Time = (ts.types[x] for x in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
+                                                 "builtin_interfaces/msg/Time"))
+    raw = bytes(ts.serialize_cdr(Image(Header(Time(1, 0), "cam"), 540, 960, "rgb8", 0, 2880, f.reshape(-1)),
+                                 Image.__msgtype__))
+    pipe = FramePipeline(comp)
+    t = times(lambda: pipe.process(raw, ["mask", "cost"]), 200, warmup=10)
+    row("node path (CDR -> compiled Segmenter -> mask+cost fields), p50", 1e3 * np.percentile(t, 50), "ms",
+        "node_path_p50_ms")
+    row("  p95", 1e3 * np.percentile(t, 95), "ms", "node_path_p95_ms")
+
+
+class _Throughput:
+    """Lightning callback: images/s over the steps after a warm-up."""
+
+    def __init__(self, batch, warmup=10):
+        import pytorch_lightning as L
+
+        class CB(L.Callback):
+            def __init__(cb):
+                cb.t0, cb.n = None, 0
+
+            def on_train_batch_end(cb, trainer, *a):
+                if trainer.global_step == warmup:
+                    torch.cuda.synchronize()
+                    cb.t0 = time.perf_counter()
+                elif trainer.global_step > warmup:
+                    cb.n += batch
+
+            def on_train_end(cb, trainer, *a):
+                torch.cuda.synchronize()
+                cb.rate = cb.n / (time.perf_counter() - cb.t0) if cb.t0 else float("nan")
+
+        self.cb = CB()
+
+
+def bench_training(data_root: Path, tmp: Path, steps: int) -> None:
+    import pytorch_lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from offroad_seg_train.data import DualityDataModule
+    from offroad_seg_train.module import SegModule
+
+    batch = 32
+    for precision in ("bf16-mixed", "32-true"):
+        L.seed_everything(0)
+        crops = torch.randint(0, 255, (batch * 4, 320, 320, 3), dtype=torch.uint8)
+        masks = torch.randint(0, 10, (batch * 4, 320, 320), dtype=torch.uint8)
+        mem = DataLoader(TensorDataset(crops, masks), batch_size=batch, shuffle=True, drop_last=True,
+                         pin_memory=True)
+        thr = _Throughput(batch)
+        model = SegModule(encoder_weights=None)
+        L.Trainer(max_steps=steps, precision=precision, logger=False, enable_checkpointing=False,
+                  callbacks=[thr.cb], limit_val_batches=0, enable_progress_bar=False,
+                  enable_model_summary=False).fit(model, mem)
+        row(f"train step {precision}, 320x320 batch 32, fed from memory", thr.cb.rate, "img/s",
+            f"train_mem_{precision}")
+        if precision == "32-true":
+            continue
+        workers = min(15, (os.cpu_count() or 2) - 1)
+        data = DualityDataModule(root=str(data_root), batch_size=batch, num_workers=workers,
+                                 cache_dir=str(tmp / "cache"))
+        data.setup("fit")
+        thr2 = _Throughput(batch)
+        model = SegModule(encoder_weights=None)
+        L.Trainer(max_steps=steps, precision=precision, logger=False, enable_checkpointing=False,
+                  callbacks=[thr2.cb], limit_val_batches=0, enable_progress_bar=False,
+                  enable_model_summary=False).fit(model, data)
+        row(f"train step {precision}, real pipeline (cache + reference augment, {workers} workers)",
+            thr2.cb.rate, "img/s", "train_real_bf16")
+        row("  ratio real pipeline / from memory", thr2.cb.rate / thr.cb.rate, "", "train_ratio_bf16")
+
+
+def short_run(data_root: Path, tmp: Path) -> None:
+    from offroad_seg_train.cli import main as train_main
+
+    t0 = time.perf_counter()
+    code = train_main(["fit", "--config", "config/train.yaml", "--data.root", str(data_root),
+                       "--model.encoder_weights", "null", "--trainer.max_epochs", "2",
+                       "--trainer.precision", "bf16-mixed", "--trainer.default_root_dir", str(tmp / "run"),
+                       "--data.cache_dir", str(tmp / "cache"), "--trainer.enable_progress_bar", "false",
+                       "--data.num_workers", str(min(15, (os.cpu_count() or 2) - 1))])
+    row(f"reference recipe, 2 epochs on generated data (exit {code})", time.perf_counter() - t0, "s",
+        "short_run_s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="bench/out")
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = torch.cuda.get_device_name(0)
+    print(f"GPU: {name}; torch {torch.__version__}; CPU cores {os.cpu_count()}", flush=True)
+    torch.backends.cudnn.benchmark = True
+    from offroad_seg_train.synth import TEST_BIOME, generate, render_scene
+
+    frames = [render_scene(np.random.default_rng(i), TEST_BIOME)[0] for i in range(8)]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        sections = [("inference", lambda: bench_inference(reference_artifact(tmp), frames))]
+        data_root = tmp / "data"
+        sections += [("data", lambda: generate(data_root, {"train": 96, "val": 8}, png_level=1, progress=None)),
+                     ("training", lambda: bench_training(data_root, tmp, args.steps)),
+                     ("short run", lambda: short_run(data_root, tmp))]
+        for label, fn in sections:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - keep measuring the other sections
+                print(f"{label} failed: {type(exc).__name__}: {exc}", flush=True)
+                RESULTS[f"{label}_error"] = float("nan")
+    (out / "gpu_results.json").write_text(json.dumps({"gpu": name, "torch": torch.__version__,
+                                                      "results": RESULTS}, indent=1))
+    print(f"\n| benchmark ({name}) | value | unit |\n| --- | ---: | --- |")
+    for n, v, u in ROWS:
+        print(f"| {n.strip()} | {v} | {u} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one GPU check: on a GPU machine with PyTorch but no network, install the
+# project's missing packages from .whl/ (bench/fetch_wheels.sh fills it), run
+# the GPU tests, then time the node path, the batched path, training
+# throughput and a short reference-recipe training run. Table on stdout, JSON
+# and logs in $OUT (default bench/out). Meant to finish within 8 minutes.
+#   bash bench/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/out}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+if [ -d .whl ]; then
+  $PY -m pip install --quiet --no-index --find-links .whl segmentation-models-pytorch albumentations rosbags \
+    "jsonargparse[signatures]" 2>&1 | tail -3
+fi
+$PY -m pip install --quiet --no-index --no-deps --no-build-isolation -e . 2>&1 | tail -3
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+timeout 150 $PY -m pytest -q -p no:cacheprovider test/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
+timeout 420 $PY bench/gpu_bench.py --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "it/s"

@@ -1,0 +1,51 @@
+"""GPU agreement tests: run by bench/gpu_check.sh on a CUDA machine; skipped
+where there is no GPU (CI and the CPU development machines have none)."""
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from offroad_seg_train.synth import TEST_BIOME, render_scene
+
+    return [render_scene(np.random.default_rng(i), TEST_BIOME)[0] for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory, table):
+    from conftest import make_artifact
+
+    return make_artifact(tmp_path_factory.mktemp("gpu") / "a", table, scale=1.0)
+
+
+def _agree(a, b):
+    return float((a == b).mean())
+
+
+def test_fp16_and_bf16_agree_with_fp32(artifact, frames):
+    from offroad_seg_ros.segmenter import Segmenter
+
+    ref = Segmenter(artifact, device="cuda", precision="fp32")
+    cpu = Segmenter(artifact, device="cpu", precision="fp32", warmup_size=None)
+    for precision in ("fp16", "bf16"):
+        seg = Segmenter(artifact, device="cuda", precision=precision)
+        agree = np.mean([_agree(seg(f).mask, ref(f).mask) for f in frames])
+        assert agree >= 0.995, (precision, agree)
+    assert np.mean([_agree(cpu(f).mask, ref(f).mask) for f in frames[:2]]) >= 0.999
+
+
+def test_compiled_and_batched_paths_agree(artifact, frames):
+    from offroad_seg_ros.segmenter import Segmenter
+
+    eager = Segmenter(artifact, device="cuda", precision="fp16")
+    compiled = Segmenter(artifact, device="cuda", precision="fp16", compile=True)
+    for f in frames[:3]:
+        assert _agree(compiled(f).mask, eager(f).mask) >= 0.995
+    batch = eager.segment_batch(frames, ("mask", "cost"))
+    for f, out in zip(frames, batch):
+        assert _agree(out.mask, eager(f).mask) >= 0.995
+        assert out.mask.shape == f.shape[:2]
