@@ -85,11 +85,12 @@ def bench_synth(tmp: Path) -> None:
             "pairs/s", f"synth_write_l{level}_per_s")
 
 
-def make_artifact(tmp: Path, name: str, kwargs: dict, scale: float, onnx: bool = False) -> Path:
+def make_artifact(tmp: Path, name: str, kwargs: dict, scale: float, onnx: bool = False,
+                  encoder: str = "resnet18") -> Path:
     table = ClassTable.default()
     torch.manual_seed(0)
-    model = build_model("FPN", "resnet18", len(table), **kwargs)
-    art = Artifact(ModelSpec("FPN", "resnet18", kwargs), table, Preprocess(scale=scale), name=name)
+    model = build_model("FPN", encoder, len(table), **kwargs)
+    art = Artifact(ModelSpec("FPN", encoder, kwargs), table, Preprocess(scale=scale), name=name)
     return save_artifact(tmp / name, art, model, onnx=onnx)
 
 
@@ -108,8 +109,9 @@ def bench_node_path(tmp: Path, n: int) -> None:
                                  Image.__msgtype__))
     table = ClassTable.default()
     full = make_artifact(tmp, "fpn_r18_native", {}, 1.0)
-    light = make_artifact(tmp, "fpn_r18_light", {"decoder_pyramid_channels": 64,
-                                                  "decoder_segmentation_channels": 32}, 0.5, onnx=True)
+    light = make_artifact(tmp, "fpn_light", {"decoder_pyramid_channels": 64,
+                                             "decoder_segmentation_channels": 32}, 0.5, onnx=True,
+                          encoder="mobilenet_v2")
 
     # Naive: message object, numpy normalisation on the CPU, eager fp32, message object out.
     art_model = build_model("FPN", "resnet18", len(table)).eval()
@@ -136,13 +138,23 @@ def bench_node_path(tmp: Path, n: int) -> None:
         ("naive: eager fp32, numpy normalisation, msg objects (native)", naive, "naive"),
         ("Segmenter path, torch fp32 (native 960x544)",
          pipeline_fn(Segmenter(full, device="cpu")), "seg_native"),
-        ("light profile: slim FPN-R18 @0.5 scale, torch fp32",
+        ("light profile: slim FPN-MobileNetV2 @0.5 scale, torch fp32",
          pipeline_fn(Segmenter(light, device="cpu")), "light_torch"),
-        ("light profile: slim FPN-R18 @0.5 scale, onnxruntime",
+        ("light profile: slim FPN-MobileNetV2 @0.5 scale, onnxruntime",
          pipeline_fn(Segmenter(light, backend="onnxruntime")), "light_ort"),
     ]
-    for name, fn, key in cases:
-        t = timeit(fn, n, warmup=2)
+    # Round-robin, so drift of this noisy machine hits every case alike.
+    samples: dict[str, list[float]] = {key: [] for _, _, key in cases}
+    for _, fn, _ in cases:
+        fn()
+        fn()
+    for _ in range(n):
+        for _, fn, key in cases:
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append(time.perf_counter() - t0)
+    for name, _, key in cases:
+        t = np.array(samples[key])
         row(f"node path {name}: p50", 1e3 * np.percentile(t, 50), "ms", f"{key}_p50_ms")
         row("  p95", 1e3 * np.percentile(t, 95), "ms", f"{key}_p95_ms")
         row("  frames/s", 1 / np.median(t), "fps", f"{key}_fps")
@@ -184,10 +196,11 @@ def bench_eval(tmp: Path, table: ClassTable) -> None:
     from offroad_seg_ros.metrics import MetricAccumulator
     from offroad_seg_train.synth import generate
 
-    generate(tmp / "evald", {"test": 20}, workers=1, progress=None)
+    n = 40  # enough frames that gallery thumbnails (made for the first few) do not dominate
+    generate(tmp / "evald", {"test": n}, progress=None)
     t0 = time.perf_counter()
     bag = write_bag(tmp / "evald" / "test", tmp / "bag")
-    row("bag: write 960x540 rgb8 + mono16 frames (mcap)", 20 / (time.perf_counter() - t0), "frames/s",
+    row("bag: write 960x540 rgb8 + mono16 frames (mcap)", n / (time.perf_counter() - t0), "frames/s",
         "bag_write_fps")
     roles = {"image": IMAGE_TOPIC, "gt": GT_TOPIC, "name": NAME_TOPIC}
     t0 = time.perf_counter()
@@ -201,7 +214,7 @@ def bench_eval(tmp: Path, table: ClassTable) -> None:
         acc.update(g.roll(3, 1), g)
     row("metrics: accumulate one 960x540 frame (incl. per-image scores)", 1e3 * (time.perf_counter() - t0) / len(gts),
         "ms", "metric_ms")
-    light = tmp / "fpn_r18_light"
+    light = tmp / "fpn_light"
     out, _ = evaluate(bag, model=light, device="cpu", progress=False)
     row("eval: whole bag eval, light profile (torch)", out["run"]["fps"], "frames/s", "eval_fps")
     row("  evaluator overhead (all but the forward pass)", out["run"]["overhead_ms_per_frame"], "ms/frame",

@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=int, default=10, help="test scenes, shifted biome (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
-    p.add_argument("--png-level", type=int, default=1, choices=range(10), metavar="0-9",
-                   help="PNG zlib level; 0 writes ~10x faster, ~2x larger files (default 1)")
+    p.add_argument("--png-level", type=int, default=0, choices=range(10), metavar="0-9",
+                   help="PNG zlib level: 0 (default) stores uncompressed PNGs, fastest to write and "
+                        "decode; 1 makes ~3.5x smaller files at ~half the speed")
     p.add_argument("--force", action="store_true", help="overwrite existing splits")
     p.add_argument("--preview", metavar="PNG", help="also write a preview grid of scenes and masks")
     p.set_defaults(func=_synth)

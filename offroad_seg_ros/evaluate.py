@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ THUMB_W = 320
 
 @dataclass
 class Thumb:
+    """A small copy of a frame for the gallery: RGB image, class-index maps."""
+
     name: str
     miou: float
     image: np.ndarray | None
@@ -47,20 +49,29 @@ class Gallery:
     seen: int = 0
     _rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
-    def add(self, thumb: Thumb) -> None:
+    def add(self, name: str, miou: float, make: Callable[[], Thumb]) -> None:
+        """Offer a frame; its thumbnail is only made if the gallery keeps it."""
         self.seen += 1
-        if thumb.miou == thumb.miou:  # not NaN
-            item = (thumb.miou, self.seen, thumb)
-            (heapq.heappush if len(self.best) < self.k else heapq.heappushpop)(self.best, item)
-            item = (-thumb.miou, self.seen, thumb)
-            (heapq.heappush if len(self.worst) < self.k else heapq.heappushpop)(self.worst, item)
+        thumb: Thumb | None = None
+
+        def get() -> Thumb:
+            nonlocal thumb
+            thumb = thumb or make()
+            return thumb
+
+        if miou == miou:  # not NaN
+            for heap, key in ((self.best, miou), (self.worst, -miou)):
+                if len(heap) < self.k:
+                    heapq.heappush(heap, (key, self.seen, get()))
+                elif key > heap[0][0]:
+                    heapq.heapreplace(heap, (key, self.seen, get()))
         # Reservoir sample: representative frames without knowing the count.
         if len(self.sample) < self.spread:
-            self.sample.append(thumb)
+            self.sample.append(get())
         else:
             j = int(self._rng.integers(0, self.seen))
             if j < self.spread:
-                self.sample[j] = thumb
+                self.sample[j] = get()
 
     def ranked(self) -> tuple[list[Thumb], list[Thumb]]:
         best = [t for _, _, t in sorted(self.best, key=lambda x: -x[0])]
@@ -127,7 +138,6 @@ def evaluate(
 
     acc = MetricAccumulator(len(table))
     gallery = Gallery()
-    colors = table.color_lut()
     t_model = 0.0
     t_start = time.perf_counter()
     bar = None
@@ -158,8 +168,12 @@ def evaluate(
                        f"{gt.shape[1]}x{gt.shape[0]} differ")
             continue
         acc.update(torch.from_numpy(pred), torch.from_numpy(gt), names=[frame.name])
-        gallery.add(Thumb(frame.name, acc.image_miou[-1], _thumb(frame.image, False),
-                          colors[_thumb(gt, True)], colors[_thumb(pred, True)]))
+        miou = acc.image_miou[-1]
+
+        def make(f: Frame = frame, m: float = miou, g: np.ndarray = gt, p: np.ndarray = pred) -> Thumb:
+            return Thumb(f.name, m, _thumb(f.image, False), _thumb(g, True), _thumb(p, True))
+
+        gallery.add(frame.name, miou, make)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -172,9 +186,9 @@ def evaluate(
     out = acc.compute()
     out["classes"] = table.to_dict()
     out["run"] = {
-        "source": str(Path(source).resolve()),
+        "source": str(source),
         "mode": "replay" if predictions_topic else ("bag" if is_bag(source) else "folder"),
-        "model": str(Path(model).resolve()) if model else None,
+        "model": str(model) if model else None,
         "model_name": segmenter.name if segmenter else None,
         "predictions_topic": predictions_topic,
         "frames_scored": scored,

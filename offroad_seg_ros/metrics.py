@@ -27,6 +27,24 @@ def confusion_matrix(
     columns prediction, the last column "no prediction" (a predicted value
     outside 0..C-1, e.g. 255). Ignore pixels in `target` are excluded; a
     missing prediction counts as wrong for its ground-truth class."""
+    if pred.dtype == torch.uint8 and target.dtype == torch.uint8 and num_classes < 255:
+        # Fast path for class maps (the evaluator, validation): one bincount
+        # over a 16-bit code gt << 8 | pred, no masking or int64 copies.
+        code = (target.reshape(-1).to(torch.int32) << 8) | pred.reshape(-1).to(torch.int32)
+        full = torch.bincount(code, minlength=65536).view(256, 256)
+        if full.device.type == "cpu":  # small-matrix work is cheaper in numpy
+            f = full.numpy()
+            if f[num_classes:ignore_index].any() or f[ignore_index + 1:].any():
+                bad = int(np.flatnonzero(f[num_classes:].sum(1))[0]) + num_classes
+                raise ValueError(f"ground truth holds class index {bad} >= {num_classes}")
+            rows = f[:num_classes]
+            out = np.concatenate([rows[:, :num_classes], rows[:, num_classes:].sum(1, keepdims=True)], 1)
+            return torch.from_numpy(out)
+        if full[num_classes:ignore_index].any() or full[ignore_index + 1:].any():
+            bad = int(torch.nonzero(full[num_classes:].sum(1))[0]) + num_classes
+            raise ValueError(f"ground truth holds class index {bad} >= {num_classes}")
+        rows = full[:num_classes]
+        return torch.cat([rows[:, :num_classes], rows[:, num_classes:].sum(1, keepdim=True)], 1)
     target = target.reshape(-1).long()
     pred = pred.reshape(-1).long()
     keep = target != ignore_index

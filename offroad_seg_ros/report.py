@@ -185,8 +185,9 @@ def _figures(out: Path, m: dict[str, Any], table: ClassTable, gallery: Gallery) 
     plt.close(fig)
 
     best, worst = gallery.ranked()
-    _grid(out / FIGURES["gallery"], gallery.sample, "Representative frames")
-    _grid(out / FIGURES["best_worst"], best + worst, "Best (top) and worst (bottom) frames")
+    lut = table.color_lut()
+    _grid(out / FIGURES["gallery"], gallery.sample, "Representative frames", lut)
+    _grid(out / FIGURES["best_worst"], best + worst, "Best (top) and worst (bottom) frames", lut)
 
 
 def overlay(image: np.ndarray | None, color: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -195,7 +196,7 @@ def overlay(image: np.ndarray | None, color: np.ndarray, alpha: float = 0.5) -> 
     return (image * (1 - alpha) + color * alpha).astype(np.uint8)
 
 
-def _grid(path: Path, thumbs: list[Thumb], title: str) -> None:
+def _grid(path: Path, thumbs: list[Thumb], title: str, lut: np.ndarray) -> None:
     import matplotlib.pyplot as plt
 
     rows = max(1, len(thumbs))
@@ -206,8 +207,9 @@ def _grid(path: Path, thumbs: list[Thumb], title: str) -> None:
         if r >= len(thumbs):
             continue
         t = thumbs[r]
-        panels = [(t.image, "image"), (t.gt, "ground truth"), (t.pred, f"prediction (mIoU {t.miou:.3f})"),
-                  (overlay(t.image, t.pred), "overlay")]
+        gt, pred = lut[t.gt], lut[t.pred]
+        panels = [(t.image, "image"), (gt, "ground truth"), (pred, f"prediction (mIoU {t.miou:.3f})"),
+                  (overlay(t.image, pred), "overlay")]
         for c, (img, label) in enumerate(panels):
             if img is not None:
                 axes[r, c].imshow(img)

@@ -206,3 +206,19 @@ def test_eval_cli_errors(tmp_path, capsys, tiny_artifact):
     assert main(["eval", str(tmp_path), "--model", str(tmp_path / "nomodel"), "--out", str(tmp_path / "r")]) == 2
     assert "nomodel does not exist" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_gallery_keeps_best_worst_and_makes_few_thumbnails():
+    from offroad_seg_ros.evaluate import Gallery, Thumb
+
+    rng = np.random.default_rng(0)
+    scores = rng.random(200)
+    made = []
+    g = Gallery(k=5, spread=4)
+    for i, s in enumerate(scores):
+        g.add(f"f{i}", float(s), lambda i=i, s=s: made.append(i) or Thumb(f"f{i}", float(s), None, None, None))
+    best, worst = g.ranked()
+    order = np.argsort(scores)
+    assert [t.name for t in best] == [f"f{i}" for i in order[::-1][:5]]
+    assert [t.name for t in worst] == [f"f{i}" for i in order[:5]]
+    assert len(g.sample) == 4 and len(made) < 80

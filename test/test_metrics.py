@@ -99,3 +99,15 @@ def test_per_image_distribution_names_best_and_worst():
     pi = acc.compute()["per_image"]
     assert pi["best"][0] == ("perfect", 1.0) and pi["worst"][0] == ("wrong", 0.0)
     assert pi["mean"] == 0.5
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_uint8_fast_path_equals_general_path(seed):
+    pred, target = _random(seed)
+    pred[0, :3] = 255  # "no prediction"
+    fast = confusion_matrix(pred.to(torch.uint8), target.to(torch.uint8), C)
+    general = confusion_matrix(pred, target, C)
+    assert torch.equal(fast, general)
+    target[1, 2, 3] = 9
+    with pytest.raises(ValueError, match="class index 9"):
+        confusion_matrix(pred.to(torch.uint8), target.to(torch.uint8), C)

@@ -80,3 +80,12 @@ def test_bad_arguments(tiny_artifact, seg, frames):
         seg(frames[0][..., 0])
     with pytest.raises(ValueError, match="share a size"):
         seg.segment_batch([frames[0], frames[0][:100]])
+
+
+def test_compiled_path_matches_eager(tiny_artifact, frames):
+    # torch.compile on CPU (inductor + the C compiler); on CUDA the same code
+    # runs in "reduce-overhead" mode (CUDA graphs), checked by test_gpu.py.
+    img = frames[2][:135, :240].copy()
+    compiled = Segmenter(tiny_artifact, device="cpu", compile=True, warmup_size=(135, 240))
+    eager = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
+    np.testing.assert_array_equal(compiled(img).mask, eager(img).mask)
