@@ -21,30 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from results import RESULTS, markdown, row, timeit  # noqa: E402
+
 from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
 from offroad_seg_ros.classes import ClassTable  # noqa: E402
 from offroad_seg_ros.model import build_model  # noqa: E402
 from offroad_seg_ros.preprocess import Preprocess  # noqa: E402
-
-ROWS: list[tuple[str, str, str]] = []
-RESULTS: dict[str, float] = {}
-
-
-def row(name: str, value: float, unit: str, key: str) -> None:
-    ROWS.append((name, f"{value:,.2f}", unit))
-    RESULTS[key] = value
-    print(f"{name:<62} {value:>12,.2f} {unit}", flush=True)
-
-
-def timeit(fn, n: int, warmup: int = 1) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return np.array(out)
 
 
 def cpu_name() -> str:
@@ -240,9 +222,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
                                                "torch": torch.__version__, "results": RESULTS}, indent=1))
-    print("\n| benchmark | value | unit |\n| --- | ---: | --- |")
-    for name, value, unit in ROWS:
-        print(f"| {name.strip()} | {value} | {unit} |")
+    print("\n" + markdown("benchmark"))
 
 
 if __name__ == "__main__":

@@ -19,31 +19,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from results import RESULTS, markdown, row, timeit  # noqa: E402
+
 from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
 from offroad_seg_ros.classes import ClassTable  # noqa: E402
 from offroad_seg_ros.model import build_model  # noqa: E402
 from offroad_seg_ros.preprocess import Preprocess  # noqa: E402
 
-RESULTS: dict[str, float] = {}
-ROWS: list[tuple[str, str, str]] = []
-
-
-def row(name, value, unit, key):
-    RESULTS[key] = float(value)
-    ROWS.append((name, f"{value:,.2f}", unit))
-    print(f"{name:<66} {value:>10,.2f} {unit}", flush=True)
-
 
 def times(fn, n, warmup=5):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return np.array(out)
+    return timeit(fn, n, warmup, sync=torch.cuda.synchronize)
 
 
 def reference_artifact(tmp: Path) -> Path:
@@ -200,9 +185,7 @@ def main() -> None:
                 RESULTS[f"{label}_error"] = float("nan")
     (out / "gpu_results.json").write_text(json.dumps({"gpu": name, "torch": torch.__version__,
                                                       "results": RESULTS}, indent=1))
-    print(f"\n| benchmark ({name}) | value | unit |\n| --- | ---: | --- |")
-    for n, v, u in ROWS:
-        print(f"| {n.strip()} | {v} | {u} |")
+    print("\n" + markdown(f"benchmark ({name})"))
 
 
 if __name__ == "__main__":

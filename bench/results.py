@@ -1,0 +1,40 @@
+"""Shared helpers of the benchmark scripts: timing loops and the results table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+ROWS: list[tuple[str, str, str]] = []
+RESULTS: dict[str, float] = {}
+
+
+def row(name: str, value: float, unit: str, key: str) -> None:
+    """Record one result and print it as it comes."""
+    RESULTS[key] = float(value)
+    ROWS.append((name, f"{value:,.2f}", unit))
+    print(f"{name:<66} {value:>12,.2f} {unit}", flush=True)
+
+
+def timeit(fn: Callable[[], object], n: int, warmup: int = 1, sync: Callable[[], None] | None = None) -> np.ndarray:
+    """Seconds per call over `n` calls after `warmup` calls; `sync` (e.g. a CUDA
+    synchronize) runs after each call so that queued device work is counted."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        out.append(time.perf_counter() - t)
+    return np.array(out)
+
+
+def markdown(title: str) -> str:
+    lines = [f"| {title} | value | unit |", "| --- | ---: | --- |"]
+    return "\n".join(lines + [f"| {n.strip()} | {v} | {u} |" for n, v, u in ROWS])
