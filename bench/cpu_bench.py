@@ -172,6 +172,47 @@ def bench_loader(tmp: Path) -> None:
         "ms/sample", "png_decode_ms")
 
 
+def bench_training(tmp: Path, steps: int = 3, batch: int = 8) -> None:
+    """Reference model (FPN + ResNeXt-101, random init) training steps at 320x320:
+    fed from tensors in memory vs the real loader (cache + reference augment)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from offroad_seg_train.data import DualityDataModule
+    from offroad_seg_train.module import SegModule
+
+    torch.manual_seed(0)
+    data = DualityDataModule(root=str(tmp / "synth1"), val_split="train", batch_size=batch, num_workers=2,
+                             persistent_workers=True, cache_dir=str(tmp / "cache"))
+    data.setup("fit")
+    mem = DataLoader(TensorDataset(torch.randint(0, 255, (batch * 2, 320, 320, 3), dtype=torch.uint8),
+                                   torch.randint(0, 10, (batch * 2, 320, 320), dtype=torch.uint8)),
+                     batch_size=batch, drop_last=True)
+    model = SegModule(encoder_weights=None)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+
+    def rate(loader) -> float:
+        it = iter(loader)
+
+        def step():
+            nonlocal it
+            try:
+                images, masks = next(it)
+            except StopIteration:
+                it = iter(loader)
+                images, masks = next(it)
+            opt.zero_grad()
+            logits = model.model(model.pre.normalize(images))[..., :320, :320]
+            model.loss(logits, masks.long()).backward()
+            opt.step()
+
+        return batch / float(np.median(timeit(step, steps, warmup=1)))
+
+    real, memory = rate(data.train_dataloader()), rate(mem)
+    row(f"train step FPN-RX101 320x320 batch {batch} fp32, fed from memory", memory, "img/s", "train_mem_per_s")
+    row("  same, real pipeline (cache + reference augment, 2 workers)", real, "img/s", "train_real_per_s")
+    row("  ratio real / memory", real / memory, "", "train_ratio")
+
+
 def bench_eval(tmp: Path, table: ClassTable) -> None:
     from offroad_seg_ros.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, PairingStats, read_frames, write_bag
     from offroad_seg_ros.evaluate import evaluate
@@ -207,6 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", help="write results as JSON to this path")
+    parser.add_argument("--skip-training", action="store_true", help="skip the (slow) training-step section")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     n = 10 if args.quick else 30
@@ -218,6 +260,8 @@ def main() -> None:
         bench_synth(tmp)
         bench_node_path(tmp, n)
         bench_loader(tmp)
+        if not args.skip_training:
+            bench_training(tmp)
         bench_eval(tmp, table)
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
