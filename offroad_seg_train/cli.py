@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 
 from pytorch_lightning.cli import LightningCLI
@@ -13,6 +14,9 @@ from offroad_seg_ros.model import ModelConfigError, PretrainedWeightsUnavailable
 
 from .data import DualityDataModule
 from .module import CheckpointMismatch, SegModule
+
+# A deprecation inside pytorch_lightning itself, printed at every fit; nothing to act on here.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 TRAIN_ERRORS = (DatasetError, UnknownRawIdError, ModelConfigError, PretrainedWeightsUnavailable,
                 CheckpointMismatch, FileNotFoundError)

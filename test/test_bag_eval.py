@@ -222,3 +222,12 @@ def test_gallery_keeps_best_worst_and_makes_few_thumbnails():
     assert [t.name for t in best] == [f"f{i}" for i in order[::-1][:5]]
     assert [t.name for t in worst] == [f"f{i}" for i in order[:5]]
     assert len(g.sample) == 4 and len(made) < 80
+
+
+def test_limit_and_custom_topics(synth_root, tmp_path, tiny_artifact):
+    bag = write_bag(synth_root / "val", tmp_path / "b", image_topic="/front/image", gt_topic="/front/labels",
+                    name_topic="/front/name")
+    out, _ = evaluate(bag, model=tiny_artifact, device="cpu", limit=2, image_topic="/front/image",
+                      gt_topic="/front/labels", name_topic="/front/name", progress=False)
+    assert out["run"]["frames_scored"] == 2
+    assert out["per_image"]["names"] == [s.image.name for s in list_samples(synth_root / "val")][:2]
