@@ -74,7 +74,9 @@ def write_preview(model: Path, image_path: Path, out: Path, device: str = "auto"
 
 
 def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = False, force: bool = False,
-             seed: int = 0) -> dict:
+             seed: int = 0, counts: dict[str, int] | None = None, train_args: list[str] | None = None) -> dict:
+    """Run the five stages; `counts` and `train_args` (extra LightningCLI
+    arguments) shrink the run, e.g. for the end-to-end test."""
     from offroad_seg_ros.bag import write_bag
     from offroad_seg_ros.classes import ClassTable
     from offroad_seg_ros.evaluate import evaluate
@@ -87,7 +89,7 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data, run_dir, model, bag, report = (out / n for n in ("data", "train", "model", "test_bag", "report"))
-    counts = FULL if full else SMALL
+    counts = counts or (FULL if full else SMALL)
     t_all = time.perf_counter()
     if force:
         for p in (run_dir, model, bag, report):
@@ -100,7 +102,8 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
     def train() -> None:
         cfg = _train_config(out, data, full, device)
         last = run_dir / "checkpoints" / "last.ckpt"
-        args = ["fit", "--config", str(cfg)] + (["--ckpt_path", str(last)] if last.is_file() else [])
+        args = ["fit", "--config", str(cfg), *(train_args or [])]
+        args += ["--ckpt_path", str(last)] if last.is_file() else []
         if last.is_file():
             print(f"[demo] resuming training from {last}", flush=True)
         code = train_main(args)
