@@ -42,7 +42,7 @@ setup(
             "tensorboard>=2.14",
         ],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
-        "test": ["pytest>=8", "pytest-timeout", "pytest-benchmark", "ruff", "mypy"],
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy"],
     },
     entry_points={
         "console_scripts": [
