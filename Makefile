@@ -10,10 +10,10 @@ STUBS := .stubs
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py requirements/constraints.txt
+$(VENV)/.installed: setup.py constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install -c requirements/constraints.txt -e ".[train,onnx,test]"
+	$(PIP) install -c constraints.txt -e ".[train,onnx,test]"
 	touch $@
 
 # rclpy's real Python sources, for mypy only: never installed as `rclpy`, so

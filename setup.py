@@ -20,7 +20,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
     # Ranges, not pins: robots bring their own torch (Jetson, CUDA builds) and
-    # share numpy / OpenCV with ROS 2. requirements/constraints.txt pins the
+    # share numpy / OpenCV with ROS 2. constraints.txt pins the
     # versions CI and the README's commands use.
     install_requires=[
         "numpy>=1.26,<3",
