@@ -183,46 +183,42 @@ def read_frames(
                 return None
             return Frame(stamp, parts.get("name", str(stamp)), parts.get("image"), parts.get("gt"), parts.get("pred"))
 
-        emitted = 0
-        try:
-            messages = reader.messages(connections=conns)
-            for conn, _, raw in messages:
-                role = role_of[conn.topic]
-                try:
-                    value, stamp = _decode(role, available[conn.topic], raw)
-                except ImageConversionError as exc:
-                    stats.skip(f"{conn.topic}: {exc}")
-                    continue
-                parts = pending.setdefault(stamp, {})
-                parts[role] = value
-                if required <= parts.keys() and (not want_name or "name" in parts):
-                    del pending[stamp]
-                    frame = finish(stamp, parts)
-                    if frame is not None:
-                        stats.frames += 1
-                        emitted += 1
-                        yield frame
-                        if limit and emitted >= limit:
-                            return
-                while len(pending) > window:
-                    old_stamp, old = pending.popitem(last=False)
-                    frame = finish(old_stamp, old)
-                    if frame is not None:  # complete but for the optional name
-                        stats.frames += 1
-                        emitted += 1
-                        yield frame
-        except BagError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - truncated files surface mid-iteration
-            raise BagError(f"cannot read bag {bag}: {type(exc).__name__}: {exc}") from exc
-        for stamp, parts in pending.items():
-            frame = finish(stamp, parts)
-            if frame is not None and not (limit and emitted >= limit):
-                stats.frames += 1
-                emitted += 1
-                yield frame
+        def paired() -> Iterator[Frame]:
+            """Complete frames as their last part arrives; partial ones as they
+            fall out of the window or at the end (counted, not yielded)."""
+            try:
+                for conn, _, raw in reader.messages(connections=conns):
+                    role = role_of[conn.topic]
+                    try:
+                        value, stamp = _decode(role, available[conn.topic], raw)
+                    except ImageConversionError as exc:
+                        stats.skip(f"{conn.topic}: {exc}")
+                        continue
+                    parts = pending.setdefault(stamp, {})
+                    parts[role] = value
+                    if required <= parts.keys() and (not want_name or "name" in parts):
+                        yield from _some(finish(stamp, pending.pop(stamp)))
+                    while len(pending) > window:
+                        yield from _some(finish(*pending.popitem(last=False)))
+            except BagError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - truncated files surface mid-iteration
+                raise BagError(f"cannot read bag {bag}: {type(exc).__name__}: {exc}") from exc
+            while pending:
+                yield from _some(finish(*pending.popitem(last=False)))
+
+        for emitted, frame in enumerate(paired(), start=1):
+            stats.frames += 1
+            yield frame
+            if limit and emitted >= limit:
+                return
     finally:
         reader.close()
+
+
+def _some(frame: Frame | None) -> Iterator[Frame]:
+    if frame is not None:
+        yield frame
 
 
 def _decode(role: str, msgtype: str, raw: bytes):

@@ -25,7 +25,7 @@ class SplitReport:
     problems: list[str] = field(default_factory=list)
 
 
-def _scan(sample, table: ClassTable):
+def _scan(sample):
     """Per-sample: image size, mask raw-ID histogram, problems. Threads: cv2 drops the GIL."""
     problems = []
     header = cv2.imread(str(sample.image), cv2.IMREAD_UNCHANGED)
@@ -61,7 +61,7 @@ def check_dataset(root: str | Path, table: ClassTable, workers: int = 4) -> list
         samples, rep.problems = pairing_problems(path)
         rep.images = len(samples)
         with ThreadPoolExecutor(workers) as pool:
-            for size, hist, problems in pool.map(lambda s: _scan(s, table), samples):
+            for size, hist, problems in pool.map(_scan, samples):
                 if size:
                     rep.resolutions[size] += 1
                 if hist is not None:

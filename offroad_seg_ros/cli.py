@@ -43,7 +43,7 @@ def _check(args: argparse.Namespace) -> int:
     from .check import check_dataset, format_reports
     from .classes import ClassTable
 
-    table = ClassTable.from_yaml(args.classes) if args.classes else ClassTable.default()
+    table = ClassTable.from_yaml(args.classes)
     reports = check_dataset(args.dir, table)
     print(format_reports(reports, table))
     return 1 if any(r.problems for r in reports) else 0
@@ -63,7 +63,7 @@ def _bag(args: argparse.Namespace) -> int:
     from .bag import write_bag
     from .classes import ClassTable
 
-    table = ClassTable.from_yaml(args.classes) if args.classes else ClassTable.default()
+    table = ClassTable.from_yaml(args.classes)
     with tqdm(unit="frame", desc="bag", dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total

@@ -57,9 +57,9 @@ class Preprocess:
         return max(1, round(height * self.scale)), max(1, round(width * self.scale))
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
-        h, w = self.scaled_size(height, width)
+        """Network input size for a (scaled) height x width: next multiple of pad_multiple."""
         m = self.pad_multiple
-        return -(-h // m) * m, -(-w // m) * m
+        return -(-height // m) * m, -(-width // m) * m
 
     def __call__(self, images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """uint8 (B, H, W, 3) RGB on any device -> resized by `scale`, normalised,
@@ -82,8 +82,7 @@ class Preprocess:
         if (h, w) != (height, width):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=self.scale < 1)
         x = (x - mean) / std
-        m = self.pad_multiple
-        hp, wp = -(-h // m) * m, -(-w // m) * m
+        hp, wp = self.padded_size(h, w)
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, wp - w, 0, hp - h))  # zero after normalising = the mean colour
         return x.to(dtype).contiguous(memory_format=torch.channels_last)

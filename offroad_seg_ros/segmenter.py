@@ -95,7 +95,6 @@ class Segmenter:
         if compile:
             mode = "reduce-overhead" if self.device.type == "cuda" else "default"
             self._labels_fn = torch.compile(self._labels, mode=mode, dynamic=False)
-        self.compiled = compile
         if warmup_size:
             self.segment_batch([np.zeros((*warmup_size, 3), np.uint8)], OUTPUTS)
 

@@ -72,14 +72,14 @@ class FrameCache:
         self._masks: np.memmap | None = None
 
     def _build(self, ignore_unknown: bool, workers: int) -> None:
-        first, _ = load_pair(self.samples[0], self.table, self.scale, ignore_unknown)
-        n, (h, w) = len(self.samples), first.shape[:2]
+        first = load_pair(self.samples[0], self.table, self.scale, ignore_unknown)
+        n, (h, w) = len(self.samples), first[0].shape[:2]
         tmp_i, tmp_m = self.images_path.with_suffix(".tmp"), self.masks_path.with_suffix(".tmp")
         images = np.lib.format.open_memmap(tmp_i, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
         masks = np.lib.format.open_memmap(tmp_m, mode="w+", dtype=np.uint8, shape=(n, h, w))
 
         def fill(i: int) -> None:
-            image, mask = load_pair(self.samples[i], self.table, self.scale, ignore_unknown)
+            image, mask = first if i == 0 else load_pair(self.samples[i], self.table, self.scale, ignore_unknown)
             if image.shape[:2] != (h, w):
                 raise DatasetError(
                     f"{self.samples[i].image}: {image.shape[1]}x{image.shape[0]} differs from the "
@@ -177,7 +177,7 @@ class DualityDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.augment = augment if augment is not None else reference_pipeline(crop_size)
-        self.table = ClassTable.from_yaml(classes) if classes else ClassTable.default()
+        self.table = ClassTable.from_yaml(classes)
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "offroad_seg"
         self._train: Dataset | None = None
         self._eval: dict[str, Dataset] = {}

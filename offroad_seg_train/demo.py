@@ -128,11 +128,9 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
 
     metrics = json.loads((report / "metrics.json").read_text())
     table = ClassTable.from_dict(metrics["classes"])
-    m = {k: (float("nan") if v is None else v) if not isinstance(v, list) else
-         [float("nan") if x is None else x for x in v] for k, v in metrics.items()}
     print()
-    print(summary_table(m, table))
+    print(summary_table(metrics, table))
     print(f"\n[demo] done in {time.perf_counter() - t_all:.0f} s. Report: {report / 'report.md'}")
     print(f"[demo] model artifact: {model}; run the node with: "
           f"ros2 launch offroad_seg_ros segment.launch.py model:={model.resolve()} image:=/camera/image_raw")
-    return {k: v for k, v in headline(m)}
+    return dict(headline(metrics))

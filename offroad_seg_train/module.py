@@ -61,7 +61,7 @@ class SegModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.table = ClassTable.from_yaml(classes) if classes else ClassTable.default()
+        self.table = ClassTable.from_yaml(classes)
         self.pre = Preprocess(mean=tuple(mean), std=tuple(std), scale=inference_scale)  # type: ignore[arg-type]
         self.spec = ModelSpec(arch, encoder, dict(model_kwargs or {}))
         self.model = build_model(arch, encoder, len(self.table), encoder_weights, **self.spec.kwargs)
