@@ -24,6 +24,8 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters YAML"),
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda | cuda:N"),
+        DeclareLaunchArgument("backend", default_value="torch",
+                              description="torch | onnxruntime (CPU; the artifact needs model.onnx)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
     ]
     image = LaunchConfiguration("image")
@@ -37,6 +39,7 @@ def generate_launch_description():
             {
                 "model": LaunchConfiguration("model"),
                 "device": LaunchConfiguration("device"),
+                "backend": LaunchConfiguration("backend"),
                 "compressed": ParameterValue(LaunchConfiguration("compressed"), value_type=bool),
                 "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
             },

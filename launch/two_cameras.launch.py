@@ -21,12 +21,14 @@ def generate_launch_description():
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(segment),
             launch_arguments={"model": LaunchConfiguration("model"), "image": topic, "namespace": ns,
-                              "device": LaunchConfiguration("device")}.items(),
+                              "device": LaunchConfiguration("device"),
+                              "backend": LaunchConfiguration("backend")}.items(),
         )
         for ns, topic in cameras.items()
     ]
     return LaunchDescription([
         DeclareLaunchArgument("model", description="model artifact directory"),
         DeclareLaunchArgument("device", default_value="auto"),
+        DeclareLaunchArgument("backend", default_value="torch"),
         *includes,
     ])

@@ -96,9 +96,7 @@ class Preprocess:
         """(B, h, w) integer class map at model scale -> (B, height, width), nearest."""
         if labels.shape[-2:] == (height, width):
             return labels
-        return F.interpolate(labels[:, None].float(), size=(height, width), mode="nearest")[:, 0].to(
-            labels.dtype
-        )
+        return F.interpolate(labels[:, None], size=(height, width), mode="nearest")[:, 0]
 
 
 def predict_labels(
@@ -113,6 +111,10 @@ def predict_labels(
     Used by the Segmenter (node, evaluator) and by training validation.
     """
     height, width = images.shape[1:3]
-    logits = pre.crop(forward(pre(images, dtype=dtype)), height, width)
+    # argmax over channels runs ~10x faster on channels-last memory on the CPU
+    # (torch reduces a strided NCHW dim slowly); the torch backend's output is
+    # channels-last already, onnxruntime's is not.
+    logits = forward(pre(images, dtype=dtype)).contiguous(memory_format=torch.channels_last)
+    logits = pre.crop(logits, height, width)
     labels = logits.argmax(1).to(torch.uint8)
     return pre.labels_to_input_size(labels, height, width), logits

@@ -2,6 +2,7 @@
 serialized messages, diagnostics, parameters and launch files."""
 
 import ast
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -172,3 +173,23 @@ def test_segment_yaml_declares_every_node_parameter():
 def test_launch_files_compile_and_define_the_entry_point(name):
     tree = ast.parse((REPO / "launch" / name).read_text())
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+
+
+def _launch_arguments(name: str) -> set[str]:
+    tree = ast.parse((REPO / "launch" / name).read_text())
+    return {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, "id", "") == "DeclareLaunchArgument"}
+
+
+def test_readme_launch_commands_use_declared_arguments():
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"ros2 launch offroad_seg_ros (\S+\.launch\.py)((?: \w+:=\S+| \.\.\.)*)", readme)
+    assert {name for name, _ in commands} >= {"segment.launch.py", "two_cameras.launch.py", "evaluate.launch.py"}
+    for name, args in commands:
+        used = set(re.findall(r"(\w+):=", args))
+        assert used <= _launch_arguments(name), f"README passes {used - _launch_arguments(name)} to {name}"
+    # Every argument of the main launch file is documented, and `backend:=` in the text is real.
+    for arg in _launch_arguments("segment.launch.py"):
+        assert f"`{arg}`" in readme, arg
+    for arg in re.findall(r"`(\w+):=", readme):
+        assert arg in _launch_arguments("segment.launch.py") | _launch_arguments("evaluate.launch.py"), arg
