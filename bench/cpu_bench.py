@@ -1,6 +1,6 @@
 """CPU benchmarks: prints a table (and writes JSON with --json PATH).
 
-python bench/cpu_bench.py [--quick] [--json bench/cpu_results.json]
+python bench/cpu_bench.py [--quick] [--only SECTION ...] [--json bench/cpu_results.json]
 
 Every ratio is measured within one run (this machine is noisy).
 """
@@ -238,10 +238,23 @@ def bench_eval(tmp: Path, table: ClassTable) -> None:
     row("metrics: accumulate one 960x540 frame (incl. per-image scores)", 1e3 * (time.perf_counter() - t0) / len(gts),
         "ms", "metric_ms")
     light = tmp / "fpn_light"
-    out, _ = evaluate(bag, model=light, device="cpu", progress=False)
-    row("eval: whole bag eval, light profile (torch)", out["run"]["fps"], "frames/s", "eval_fps")
-    row("  evaluator overhead (all but the forward pass)", out["run"]["overhead_ms_per_frame"], "ms/frame",
-        "eval_overhead_ms")
+    for backend in ("torch", "onnxruntime"):
+        out, _ = evaluate(bag, model=light, device="cpu", backend=backend, progress=False)
+        key = "" if backend == "torch" else "_ort"
+        row(f"eval: whole bag eval, light profile ({backend})", out["run"]["fps"], "frames/s", f"eval{key}_fps")
+        row("  evaluator overhead (all but the forward pass)", out["run"]["overhead_ms_per_frame"], "ms/frame",
+            f"eval{key}_overhead_ms")
+
+
+SECTION_FNS = {
+    "remap": lambda tmp, table, n: bench_remap(table),
+    "synth": lambda tmp, table, n: bench_synth(tmp),
+    "node": lambda tmp, table, n: bench_node_path(tmp, n),
+    "loader": lambda tmp, table, n: bench_loader(tmp),
+    "training": lambda tmp, table, n: bench_training(tmp),
+    "eval": lambda tmp, table, n: bench_eval(tmp, table),
+}
+SECTIONS = tuple(SECTION_FNS)
 
 
 def main() -> None:
@@ -249,6 +262,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", help="write results as JSON to this path")
     parser.add_argument("--skip-training", action="store_true", help="skip the (slow) training-step section")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     n = 10 if args.quick else 30
@@ -256,13 +270,15 @@ def main() -> None:
     table = ClassTable.default()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        bench_remap(table)
-        bench_synth(tmp)
-        bench_node_path(tmp, n)
-        bench_loader(tmp)
-        if not args.skip_training:
-            bench_training(tmp)
-        bench_eval(tmp, table)
+        wanted = set(args.only or SECTIONS) - ({"training"} if args.skip_training else set())
+        # Sections share generated data: synth writes the loader's frames, node the eval's models.
+        if wanted & {"loader", "training"}:
+            wanted.add("synth")
+        if "eval" in wanted:
+            wanted.add("node")
+        for name in SECTIONS:
+            if name in wanted:
+                SECTION_FNS[name](tmp, table, n)
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
                                                "torch": torch.__version__, "results": RESULTS}, indent=1))

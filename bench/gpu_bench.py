@@ -2,6 +2,10 @@
 ResNeXt-101 32x4d on 960x540 frames, host uint8 in -> host uint8 mask out;
 8-camera batches; training throughput from memory vs the real data pipeline;
 a short reference-recipe training run. Prints a table, writes gpu_results.json.
+
+`--smoke` runs every section on whatever device there is (the CPU too) with a
+ResNet-18, a few repetitions and tiny training runs: a check that the script
+works before a GPU machine's minutes are spent on it, not a measurement.
 """
 
 from __future__ import annotations
@@ -26,15 +30,28 @@ from offroad_seg_ros.classes import ClassTable  # noqa: E402
 from offroad_seg_ros.model import build_model  # noqa: E402
 from offroad_seg_ros.preprocess import Preprocess  # noqa: E402
 
+DEVICE = "cuda"
+ENCODER = "resnext101_32x4d"
+SMOKE = False
+
+
+def reps(n: int) -> int:
+    return 2 if SMOKE else n
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
 
 def times(fn, n, warmup=5):
-    return timeit(fn, n, warmup, sync=torch.cuda.synchronize)
+    return timeit(fn, reps(n), min(warmup, reps(warmup)), sync=sync)
 
 
 def reference_artifact(tmp: Path) -> Path:
     table = ClassTable.default()
-    model = build_model("FPN", "resnext101_32x4d", len(table))
-    art = Artifact(ModelSpec("FPN", "resnext101_32x4d"), table, Preprocess(scale=1.0), name="fpn_rx101_random")
+    model = build_model("FPN", ENCODER, len(table))
+    art = Artifact(ModelSpec("FPN", ENCODER), table, Preprocess(scale=1.0), name=f"fpn_{ENCODER}_random")
     return save_artifact(tmp / "ref", art, model)
 
 
@@ -45,31 +62,32 @@ def bench_inference(art: Path, frames: list[np.ndarray]) -> None:
     from offroad_seg_ros.segmenter import Segmenter
 
     f = frames[0]
-    for precision in ("fp32", "fp16", "bf16"):
-        seg = Segmenter(art, device="cuda", precision=precision)
+    half = "fp16" if DEVICE == "cuda" else "fp32"  # fp16 needs CUDA (and bf16 crawls on most CPUs)
+    for precision in dict.fromkeys(("fp32", half, "bf16")):
+        seg = Segmenter(art, device=DEVICE, precision=precision)
         t = times(lambda s=seg: s(f), 100)
         row(f"eager {precision}: 960x540 uint8 in -> mask out, p50", 1e3 * np.percentile(t, 50), "ms",
             f"eager_{precision}_p50_ms")
         row("  p95", 1e3 * np.percentile(t, 95), "ms", f"eager_{precision}_p95_ms")
-    eager = Segmenter(art, device="cuda", precision="fp16")
+    eager = Segmenter(art, device=DEVICE, precision=half)
     batch = frames[:8]
     t = times(lambda: eager.segment_batch(batch), 20, warmup=3)
-    row("eager fp16 batch of 8 cameras", 8 / np.median(t), "frames/s", "eager_fp16_batch8_fps")
+    row(f"eager {half} batch of 8 cameras", 8 / np.median(t), "frames/s", "eager_fp16_batch8_fps")
 
     t0 = time.perf_counter()
-    comp = Segmenter(art, device="cuda", precision="fp16", compile=True)
-    row("compile fp16 (reduce-overhead): start-up incl. compile + warm-up", time.perf_counter() - t0, "s",
+    comp = Segmenter(art, device=DEVICE, precision=half, compile=True)
+    row(f"compile {half} (reduce-overhead): start-up incl. compile + warm-up", time.perf_counter() - t0, "s",
         "compile_startup_s")
     t = times(lambda: comp(f), 200, warmup=10)
-    row("compiled fp16: 960x540 uint8 in -> mask out, p50", 1e3 * np.percentile(t, 50), "ms", "compiled_fp16_p50_ms")
+    row(f"compiled {half}: 960x540 uint8 in -> mask out, p50", 1e3 * np.percentile(t, 50), "ms", "compiled_fp16_p50_ms")
     row("  p95", 1e3 * np.percentile(t, 95), "ms", "compiled_fp16_p95_ms")
     agree = np.mean([(comp(x).mask == eager(x).mask).mean() for x in frames[:4]])
-    row("compiled vs eager fp16 mask agreement", 100 * agree, "%", "compiled_agreement_pct")
+    row(f"compiled vs eager {half} mask agreement", 100 * agree, "%", "compiled_agreement_pct")
     t0 = time.perf_counter()
     comp.segment_batch(batch)
     row("  compile for the batch-8 shape", time.perf_counter() - t0, "s", "compile_batch_s")
     t = times(lambda: comp.segment_batch(batch), 30, warmup=3)
-    row("compiled fp16 batch of 8 cameras", 8 / np.median(t), "frames/s", "compiled_fp16_batch8_fps")
+    row(f"compiled {half} batch of 8 cameras", 8 / np.median(t), "frames/s", "compiled_fp16_batch8_fps")
 
     ts = get_typestore(Stores.ROS2_HUMBLE)
     Image, Header, Time = (ts.types[x] for x in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
@@ -95,13 +113,13 @@ class _Throughput:
 
             def on_train_batch_end(cb, trainer, *a):
                 if trainer.global_step == warmup:
-                    torch.cuda.synchronize()
+                    sync()
                     cb.t0 = time.perf_counter()
                 elif trainer.global_step > warmup:
                     cb.n += batch
 
             def on_train_end(cb, trainer, *a):
-                torch.cuda.synchronize()
+                sync()
                 cb.rate = cb.n / (time.perf_counter() - cb.t0) if cb.t0 else float("nan")
 
         self.cb = CB()
@@ -114,45 +132,55 @@ def bench_training(data_root: Path, tmp: Path, steps: int) -> None:
     from offroad_seg_train.data import DualityDataModule
     from offroad_seg_train.module import SegModule
 
-    batch = 32
-    for precision in ("bf16-mixed", "32-true"):
+    batch = 4 if SMOKE else 32
+    precisions = ("bf16-mixed", "32-true") if DEVICE == "cuda" else ("32-true",)
+    for precision in precisions:
         L.seed_everything(0)
         crops = torch.randint(0, 255, (batch * 4, 320, 320, 3), dtype=torch.uint8)
         masks = torch.randint(0, 10, (batch * 4, 320, 320), dtype=torch.uint8)
         mem = DataLoader(TensorDataset(crops, masks), batch_size=batch, shuffle=True, drop_last=True,
-                         pin_memory=True)
-        thr = _Throughput(batch)
-        model = SegModule(encoder_weights=None)
+                         pin_memory=DEVICE == "cuda")
+        thr = _Throughput(batch, warmup=1 if SMOKE else 10)
+        model = SegModule(encoder=ENCODER, encoder_weights=None)
         L.Trainer(max_steps=steps, precision=precision, logger=False, enable_checkpointing=False,
                   callbacks=[thr.cb], limit_val_batches=0, enable_progress_bar=False,
                   enable_model_summary=False).fit(model, mem)
-        row(f"train step {precision}, 320x320 batch 32, fed from memory", thr.cb.rate, "img/s",
+        row(f"train step {precision}, 320x320 batch {batch}, fed from memory", thr.cb.rate, "img/s",
             f"train_mem_{precision}")
-        if precision == "32-true":
+        if precision != precisions[0]:
             continue
         workers = min(15, (os.cpu_count() or 2) - 1)
         data = DualityDataModule(root=str(data_root), batch_size=batch, num_workers=workers,
                                  cache_dir=str(tmp / "cache"))
         data.setup("fit")
-        thr2 = _Throughput(batch)
-        model = SegModule(encoder_weights=None)
+        thr2 = _Throughput(batch, warmup=1 if SMOKE else 10)
+        model = SegModule(encoder=ENCODER, encoder_weights=None)
         L.Trainer(max_steps=steps, precision=precision, logger=False, enable_checkpointing=False,
                   callbacks=[thr2.cb], limit_val_batches=0, enable_progress_bar=False,
                   enable_model_summary=False).fit(model, data)
         row(f"train step {precision}, real pipeline (cache + reference augment, {workers} workers)",
-            thr2.cb.rate, "img/s", "train_real_bf16")
-        row("  ratio real pipeline / from memory", thr2.cb.rate / thr.cb.rate, "", "train_ratio_bf16")
+            thr2.cb.rate, "img/s", f"train_real_{precision}")
+        row("  ratio real pipeline / from memory", thr2.cb.rate / thr.cb.rate, "", f"train_ratio_{precision}")
 
 
 def short_run(data_root: Path, tmp: Path) -> None:
     from offroad_seg_train.cli import main as train_main
 
     t0 = time.perf_counter()
-    code = train_main(["fit", "--config", "config/train.yaml", "--data.root", str(data_root),
-                       "--model.encoder_weights", "null", "--trainer.max_epochs", "2",
-                       "--trainer.precision", "bf16-mixed", "--trainer.default_root_dir", str(tmp / "run"),
-                       "--data.cache_dir", str(tmp / "cache"), "--trainer.enable_progress_bar", "false",
-                       "--data.num_workers", str(min(15, (os.cpu_count() or 2) - 1))])
+    smoke = ["--model.encoder", ENCODER, "--data.batch_size", "4", "--trainer.limit_train_batches", "2",
+             "--trainer.limit_val_batches", "1"] if SMOKE else []
+    # The recipe's checkpoint directory is relative: run it inside tmp.
+    config, cwd = Path("config/train.yaml").resolve(), Path.cwd()
+    precision = "bf16-mixed" if DEVICE == "cuda" else "32-true"
+    os.chdir(tmp)
+    try:
+        code = train_main(["fit", "--config", str(config), "--data.root", str(data_root),
+                           "--model.encoder_weights", "null", "--trainer.max_epochs", "2", *smoke,
+                           "--trainer.precision", precision, "--trainer.default_root_dir", str(tmp / "run"),
+                           "--data.cache_dir", str(tmp / "cache"), "--trainer.enable_progress_bar", "false",
+                           "--data.num_workers", str(min(15, (os.cpu_count() or 2) - 1))])
+    finally:
+        os.chdir(cwd)
     row(f"reference recipe, 2 epochs on generated data (exit {code})", time.perf_counter() - t0, "s",
         "short_run_s")
 
@@ -161,10 +189,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="bench/out")
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--smoke", action="store_true", help="check the script on any device (see above)")
     args = parser.parse_args()
+    global DEVICE, ENCODER, SMOKE
+    if args.smoke:
+        SMOKE, ENCODER, args.steps = True, "resnet18", 4
+        DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = torch.cuda.get_device_name(0)
+    name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "CPU (smoke)"
     print(f"GPU: {name}; torch {torch.__version__}; CPU cores {os.cpu_count()}", flush=True)
     torch.backends.cudnn.benchmark = True
     from offroad_seg_train.synth import TEST_BIOME, generate, render_scene
@@ -174,7 +207,8 @@ def main() -> None:
         tmp = Path(d)
         sections = [("inference", lambda: bench_inference(reference_artifact(tmp), frames))]
         data_root = tmp / "data"
-        sections += [("data", lambda: generate(data_root, {"train": 96, "val": 8}, png_level=1, progress=None)),
+        scenes = {"train": 12, "val": 2} if SMOKE else {"train": 96, "val": 8}
+        sections += [("data", lambda: generate(data_root, scenes, png_level=1, progress=None)),
                      ("training", lambda: bench_training(data_root, tmp, args.steps)),
                      ("short run", lambda: short_run(data_root, tmp))]
         for label, fn in sections:

@@ -12,10 +12,15 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ -d .whl ]; then
-  $PY -m pip install --quiet --no-index --find-links .whl segmentation-models-pytorch albumentations rosbags \
-    "jsonargparse[signatures]" 2>&1 | tail -3
+  # Every dependency is in .whl (fetch_wheels.sh), so --no-deps; --target keeps the image's own
+  # environment untouched.
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/*.whl 2>&1 | tail -3
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-$PY -m pip install --quiet --no-index --no-deps --no-build-isolation -e . 2>&1 | tail -3
+# The source checkout runs as is (config/ is found beside the package).
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+$PY -c "import offroad_seg_ros.segmenter, offroad_seg_train.cli, rosbags; print('imports ok')" \
+  2>&1 | tee "$OUT/imports.log" || exit 1
 timeout 150 $PY -m pytest -q -p no:cacheprovider test/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 timeout 420 $PY bench/gpu_bench.py --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "it/s"
