@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from results import RESULTS, markdown, row, timeit  # noqa: E402
+from startup import time_to_first_mask  # noqa: E402
 
 from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
 from offroad_seg_ros.classes import ClassTable  # noqa: E402
@@ -76,6 +77,14 @@ def make_artifact(tmp: Path, name: str, kwargs: dict, scale: float, onnx: bool =
     return save_artifact(tmp / name, art, model, onnx=onnx)
 
 
+def light_artifact(tmp: Path) -> Path:
+    """The light CPU profile's network (config/train_cpu_light.yaml), random weights."""
+    if (tmp / "fpn_light" / "model.onnx").is_file():
+        return tmp / "fpn_light"
+    return make_artifact(tmp, "fpn_light", {"decoder_pyramid_channels": 64, "decoder_segmentation_channels": 32},
+                         0.5, onnx=True, encoder="mobilenet_v2")
+
+
 def bench_node_path(tmp: Path, n: int) -> None:
     from rosbags.typesys import Stores, get_typestore
 
@@ -91,9 +100,7 @@ def bench_node_path(tmp: Path, n: int) -> None:
                                  Image.__msgtype__))
     table = ClassTable.default()
     full = make_artifact(tmp, "fpn_r18_native", {}, 1.0)
-    light = make_artifact(tmp, "fpn_light", {"decoder_pyramid_channels": 64,
-                                             "decoder_segmentation_channels": 32}, 0.5, onnx=True,
-                          encoder="mobilenet_v2")
+    light = light_artifact(tmp)
 
     # Naive: message object, numpy normalisation on the CPU, eager fp32, message object out.
     art_model = build_model("FPN", "resnet18", len(table)).eval()
@@ -140,6 +147,18 @@ def bench_node_path(tmp: Path, n: int) -> None:
         row(f"node path {name}: p50", 1e3 * np.percentile(t, 50), "ms", f"{key}_p50_ms")
         row("  p95", 1e3 * np.percentile(t, 95), "ms", f"{key}_p95_ms")
         row("  frames/s", 1 / np.median(t), "fps", f"{key}_fps")
+
+
+def bench_startup(tmp: Path) -> None:
+    """Process start -> first mask for the light profile (the node's start-up)."""
+    light = light_artifact(tmp)
+    cases = [("onnxruntime", {"backend": "onnxruntime"}, "ort"), ("torch", {"device": "cpu"}, "torch")]
+    for label, kwargs, key in cases:
+        row(f"time to first mask, light profile, {label}", time_to_first_mask(light, tmp / "inductor", **kwargs),
+            "s", f"first_mask_{key}_s")
+    for state in ("cold", "warm"):  # the same cache directory, empty the first time
+        seconds = time_to_first_mask(light, tmp / "inductor", device="cpu", compile=True)
+        row(f"  torch compile=true, {state} compile cache", seconds, "s", f"first_mask_compile_{state}_s")
 
 
 def bench_loader(tmp: Path) -> None:
@@ -237,7 +256,7 @@ def bench_eval(tmp: Path, table: ClassTable) -> None:
         acc.update(g.roll(3, 1), g)
     row("metrics: accumulate one 960x540 frame (incl. per-image scores)", 1e3 * (time.perf_counter() - t0) / len(gts),
         "ms", "metric_ms")
-    light = tmp / "fpn_light"
+    light = light_artifact(tmp)
     for backend in ("torch", "onnxruntime"):
         out, _ = evaluate(bag, model=light, device="cpu", backend=backend, progress=False)
         key = "" if backend == "torch" else "_ort"
@@ -250,6 +269,7 @@ SECTION_FNS = {
     "remap": lambda tmp, table, n: bench_remap(table),
     "synth": lambda tmp, table, n: bench_synth(tmp),
     "node": lambda tmp, table, n: bench_node_path(tmp, n),
+    "startup": lambda tmp, table, n: bench_startup(tmp),
     "loader": lambda tmp, table, n: bench_loader(tmp),
     "training": lambda tmp, table, n: bench_training(tmp),
     "eval": lambda tmp, table, n: bench_eval(tmp, table),
@@ -271,17 +291,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         wanted = set(args.only or SECTIONS) - ({"training"} if args.skip_training else set())
-        # Sections share generated data: synth writes the loader's frames, node the eval's models.
+        # synth writes the frames that the loader and training sections read.
         if wanted & {"loader", "training"}:
             wanted.add("synth")
-        if "eval" in wanted:
-            wanted.add("node")
         for name in SECTIONS:
             if name in wanted:
                 SECTION_FNS[name](tmp, table, n)
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
-                                               "torch": torch.__version__, "results": RESULTS}, indent=1))
+        path = Path(args.json)
+        results = dict(RESULTS)
+        if args.only and path.is_file():  # a partial run updates its sections' rows
+            results = {**json.loads(path.read_text())["results"], **RESULTS}
+        path.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+                                    "results": results}, indent=1))
     print("\n" + markdown("benchmark"))
 
 

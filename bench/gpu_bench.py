@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from results import RESULTS, markdown, row, timeit  # noqa: E402
+from startup import time_to_first_mask  # noqa: E402
 
 from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
 from offroad_seg_ros.classes import ClassTable  # noqa: E402
@@ -99,6 +100,17 @@ def bench_inference(art: Path, frames: list[np.ndarray]) -> None:
     row("node path (CDR -> compiled Segmenter -> mask+cost fields), p50", 1e3 * np.percentile(t, 50), "ms",
         "node_path_p50_ms")
     row("  p95", 1e3 * np.percentile(t, 95), "ms", "node_path_p95_ms")
+
+
+def bench_startup(art: Path, tmp: Path) -> None:
+    """The node's start-up: process start -> first mask, eager and compiled."""
+    half = "fp16" if DEVICE == "cuda" else "fp32"
+    row(f"time to first mask, eager {half}", time_to_first_mask(art, tmp / "inductor", device=DEVICE, precision=half),
+        "s", "first_mask_eager_s")
+    for state in ("cold", "warm"):  # the same cache directory, empty the first time
+        row(f"  compile=true, {state} compile cache",
+            time_to_first_mask(art, tmp / "inductor", device=DEVICE, precision=half, compile=True), "s",
+            f"first_mask_compile_{state}_s")
 
 
 class _Throughput:
@@ -205,7 +217,8 @@ def main() -> None:
     frames = [render_scene(np.random.default_rng(i), TEST_BIOME)[0] for i in range(8)]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        sections = [("inference", lambda: bench_inference(reference_artifact(tmp), frames))]
+        art = reference_artifact(tmp)
+        sections = [("inference", lambda: bench_inference(art, frames)), ("startup", lambda: bench_startup(art, tmp))]
         data_root = tmp / "data"
         scenes = {"train": 12, "val": 2} if SMOKE else {"train": 96, "val": 8}
         sections += [("data", lambda: generate(data_root, scenes, png_level=1, progress=None)),
