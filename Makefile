@@ -27,8 +27,17 @@ $(STUBS)/rclpy/__init__.py: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/offroad-seg demo --out demo-out
 
-test: $(VENV)/.installed $(STUBS)/rclpy/__init__.py
+# Robots run on ROS's Python: Jazzy ships numpy 1.26, with an OpenCV 4 built before numpy 2.
+# The suite runs a second time with that pair in front of the venv's numpy 2 / OpenCV.
+COMPAT := .compat
+$(COMPAT)/.installed: $(VENV)/.installed
+	rm -rf $(COMPAT)
+	$(PIP) install --quiet --no-deps --target $(COMPAT) numpy==1.26.4 opencv-python-headless==4.10.0.84
+	touch $@
+
+test: $(VENV)/.installed $(STUBS)/rclpy/__init__.py $(COMPAT)/.installed
 	$(PY) -m pytest -q test
+	PYTHONPATH=$(COMPAT) $(PY) -m pytest -q -p no:cacheprovider test
 
 lint: $(VENV)/.installed $(STUBS)/rclpy/__init__.py
 	$(VENV)/bin/ruff check .

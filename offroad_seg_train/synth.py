@@ -251,8 +251,9 @@ def _scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def _write_one(args: tuple[str, str, int, int, int]) -> None:
     out_dir, split, seed, index, png_level = args
-    params = [cv2.IMWRITE_PNG_COMPRESSION, png_level, cv2.IMWRITE_PNG_FILTER,
-              cv2.IMWRITE_PNG_FILTER_UP if png_level else cv2.IMWRITE_PNG_FILTER_NONE]
+    params = [cv2.IMWRITE_PNG_COMPRESSION, png_level]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11; older ones (ROS's) keep their default
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP if png_level else cv2.IMWRITE_PNG_FILTER_NONE]
     image, mask = render_scene(_scene_rng(seed, split, index), BIOMES[split])
     name = f"{index:06d}.png"
     ok1, img_buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)

@@ -6,6 +6,15 @@ import pytest
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
+def pytest_terminal_summary(terminalreporter):
+    # Printed even with -q: `make test` runs the suite under two numpy / OpenCV pairs.
+    import cv2
+    import numpy
+    import torch
+
+    terminalreporter.write_line(f"numpy {numpy.__version__}, OpenCV {cv2.__version__}, torch {torch.__version__}")
+
+
 @pytest.fixture(scope="session")
 def table():
     from offroad_seg_ros.classes import ClassTable
