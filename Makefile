@@ -27,7 +27,7 @@ $(STUBS)/rclpy/__init__.py: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/offroad-seg demo --out demo-out
 
-# Robots run on ROS's Python: Jazzy ships numpy 1.26, with an OpenCV 4 built before numpy 2.
+# Robots run on ROS's Python: Jazzy ships numpy 1.26; OpenCV 4.10 is an older OpenCV 4 API.
 # The suite runs a second time with that pair in front of the venv's numpy 2 / OpenCV.
 COMPAT := .compat
 $(COMPAT)/.installed: $(VENV)/.installed
