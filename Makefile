@@ -1,6 +1,9 @@
 # Two commands do all the setup on a fresh machine:
 #   make demo   - install into .venv and run the end-to-end demo on generated data
 #   make test   - install into .venv and run the test suite (what CI runs)
+# Another interpreter (3.10 to 3.12 are supported), in its own venv:
+#   make test PYTHON=python3.12 VENV=.venv-3.12
+PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -11,7 +14,7 @@ STUBS := .stubs
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py constraints.txt
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install -c constraints.txt -e ".[train,onnx,test]"
 	touch $@
@@ -29,7 +32,7 @@ demo: $(VENV)/.installed
 
 # Robots run on ROS's Python: Jazzy ships numpy 1.26; OpenCV 4.10 is an older OpenCV 4 API.
 # The suite runs a second time with that pair in front of the venv's numpy 2 / OpenCV.
-COMPAT := .compat
+COMPAT := $(VENV)/compat
 $(COMPAT)/.installed: $(VENV)/.installed
 	rm -rf $(COMPAT)
 	$(PIP) install --quiet --no-deps --target $(COMPAT) numpy==1.26.4 opencv-python-headless==4.10.0.84
