@@ -72,6 +72,11 @@ class Segmenter:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be within 0..1, got {overlay_alpha}")
+        if backend == "onnxruntime" and (device not in ("auto", "cpu") or precision != "fp32" or compile):
+            raise ValueError(
+                f"backend onnxruntime runs fp32 on the CPU without compile; got device {device!r}, "
+                f"precision {precision!r}, compile {compile} (use device auto or cpu, precision fp32)"
+            )
         self.device = resolve_device(device) if backend == "torch" else torch.device("cpu")
         self.dtype = PRECISIONS[precision]
         if self.device.type == "cpu" and precision == "fp16":

@@ -89,3 +89,9 @@ def test_compiled_path_matches_eager(tiny_artifact, frames):
     compiled = Segmenter(tiny_artifact, device="cpu", compile=True, warmup_size=(135, 240))
     eager = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
     np.testing.assert_array_equal(compiled(img).mask, eager(img).mask)
+
+
+@pytest.mark.parametrize("kwargs", [{"device": "cuda"}, {"precision": "bf16"}, {"compile": True}])
+def test_onnxruntime_backend_refuses_torch_only_options(tiny_artifact, kwargs):
+    with pytest.raises(ValueError, match="backend onnxruntime runs fp32 on the CPU"):
+        Segmenter(tiny_artifact, backend="onnxruntime", warmup_size=None, **kwargs)
