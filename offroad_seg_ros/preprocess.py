@@ -93,7 +93,7 @@ class Preprocess:
         return logits[..., :h, :w]
 
     def labels_to_input_size(self, labels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """(B, h, w) integer class map at model scale -> (B, height, width), nearest."""
+        """(B, h, w) uint8 class map (or confidence) at model scale -> (B, height, width), nearest."""
         if labels.shape[-2:] == (height, width):
             return labels
         return F.interpolate(labels[:, None], size=(height, width), mode="nearest")[:, 0]
