@@ -23,6 +23,7 @@ class LatestFrameWorker(Generic[T]):
         self._cond = threading.Condition()
         self._pending: T | None = None
         self._has_pending = False
+        self._busy = False
         self._stopping = False
         self.received = 0
         self.processed = 0
@@ -47,6 +48,7 @@ class LatestFrameWorker(Generic[T]):
                 if self._stopping:
                     return
                 item, self._pending, self._has_pending = self._pending, None, False
+                self._busy = True
             try:
                 self._process(item)  # type: ignore[arg-type]
                 self.processed += 1
@@ -54,13 +56,16 @@ class LatestFrameWorker(Generic[T]):
                 self.failed += 1
                 if self._on_error:
                     self._on_error(item, exc)  # type: ignore[arg-type]
+            finally:
+                with self._cond:
+                    self._busy = False
 
     def idle(self, timeout: float = 5.0) -> bool:
-        """Wait until nothing is pending (for tests and shutdown)."""
+        """Wait until nothing is pending or being processed (for tests and shutdown)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._cond:
-                if not self._has_pending:
+                if not self._has_pending and not self._busy:
                     return True
             time.sleep(0.001)
         return False

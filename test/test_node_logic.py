@@ -37,8 +37,7 @@ def test_overload_keeps_latency_bounded_and_counts_drops():
     for _ in range(250):  # frames arrive 5x faster than the model runs
         worker.submit(time.monotonic())
         time.sleep(period / 5)
-    worker.idle()
-    time.sleep(2 * period)
+    assert worker.idle()
     worker.stop()
     assert worker.received == 250
     assert worker.processed == len(done)
@@ -46,6 +45,14 @@ def test_overload_keeps_latency_bounded_and_counts_drops():
     assert worker.processed < 250 / 3
     # Arrival -> result under two model periods (allow scheduler jitter on busy CI).
     assert np.percentile(done, 95) < 2 * period + 0.01, np.percentile(done, 95)
+
+
+def test_idle_waits_for_the_frame_in_progress():
+    worker = LatestFrameWorker(lambda item: time.sleep(0.2))
+    worker.submit(1)
+    assert worker.idle()
+    assert worker.processed == 1  # not only taken: finished
+    worker.stop()
 
 
 def test_memory_stays_flat_over_thousands_of_frames():
@@ -75,8 +82,7 @@ def test_worker_survives_a_failing_frame():
     worker = LatestFrameWorker(model, on_error=lambda item, exc: errors.append(str(exc)))
     for i in range(3):
         worker.submit(i)
-        worker.idle()
-        time.sleep(0.01)
+        assert worker.idle()
     worker.stop()
     assert errors == ["boom"] and worker.failed == 1 and worker.processed == 2
 
