@@ -299,9 +299,9 @@ def main() -> None:
                 SECTION_FNS[name](tmp, table, n)
     if args.json:
         path = Path(args.json)
-        results = dict(RESULTS)
-        if args.only and path.is_file():  # a partial run updates its sections' rows
-            results = {**json.loads(path.read_text())["results"], **RESULTS}
+        # A partial run updates its sections' rows and keeps the others.
+        kept = json.loads(path.read_text())["results"] if args.only and path.is_file() else {}
+        results = {**kept, **RESULTS}
         path.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                                     "results": results}, indent=1))
     print("\n" + markdown("benchmark"))

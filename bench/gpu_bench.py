@@ -73,22 +73,23 @@ def bench_inference(art: Path, frames: list[np.ndarray]) -> None:
     eager = Segmenter(art, device=DEVICE, precision=half)
     batch = frames[:8]
     t = times(lambda: eager.segment_batch(batch), 20, warmup=3)
-    row(f"eager {half} batch of 8 cameras", 8 / np.median(t), "frames/s", "eager_fp16_batch8_fps")
+    row(f"eager {half} batch of 8 cameras", 8 / np.median(t), "frames/s", f"eager_{half}_batch8_fps")
 
     t0 = time.perf_counter()
     comp = Segmenter(art, device=DEVICE, precision=half, compile=True)
     row(f"compile {half} (reduce-overhead): start-up incl. compile + warm-up", time.perf_counter() - t0, "s",
         "compile_startup_s")
     t = times(lambda: comp(f), 200, warmup=10)
-    row(f"compiled {half}: 960x540 uint8 in -> mask out, p50", 1e3 * np.percentile(t, 50), "ms", "compiled_fp16_p50_ms")
-    row("  p95", 1e3 * np.percentile(t, 95), "ms", "compiled_fp16_p95_ms")
+    row(f"compiled {half}: 960x540 uint8 in -> mask out, p50", 1e3 * np.percentile(t, 50), "ms",
+        f"compiled_{half}_p50_ms")
+    row("  p95", 1e3 * np.percentile(t, 95), "ms", f"compiled_{half}_p95_ms")
     agree = np.mean([(comp(x).mask == eager(x).mask).mean() for x in frames[:4]])
     row(f"compiled vs eager {half} mask agreement", 100 * agree, "%", "compiled_agreement_pct")
     t0 = time.perf_counter()
     comp.segment_batch(batch)
     row("  compile for the batch-8 shape", time.perf_counter() - t0, "s", "compile_batch_s")
     t = times(lambda: comp.segment_batch(batch), 30, warmup=3)
-    row(f"compiled {half} batch of 8 cameras", 8 / np.median(t), "frames/s", "compiled_fp16_batch8_fps")
+    row(f"compiled {half} batch of 8 cameras", 8 / np.median(t), "frames/s", f"compiled_{half}_batch8_fps")
 
     ts = get_typestore(Stores.ROS2_HUMBLE)
     Image, Header, Time = (ts.types[x] for x in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
