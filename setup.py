@@ -42,12 +42,12 @@ setup(
             "tensorboard>=2.14",
         ],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
-        "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy"],
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "colcon-common-extensions>=0.3"],
     },
     entry_points={
         "console_scripts": [
             "offroad-seg = offroad_seg_ros.cli:main",
-            "segmentation_node = offroad_seg_ros.node:main",
+            "segmentation_node = offroad_seg_ros.cli:node_main",
         ],
     },
 )
