@@ -33,8 +33,8 @@ def colcon_build(ws: Path, *extra: str) -> Path:
 
 def in_workspace(install: Path, command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run `command` in bash after sourcing the workspace, as a ROS user would."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AMENT_PREFIX_PATH")}
-    return subprocess.run(["bash", "-c", f"source {install}/setup.bash && {command}"], cwd=cwd, env=env,
+    # setup.bash puts the install space in front of PYTHONPATH and AMENT_PREFIX_PATH.
+    return subprocess.run(["bash", "-c", f"source {install}/setup.bash && {command}"], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 
