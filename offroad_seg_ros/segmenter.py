@@ -98,8 +98,13 @@ class Segmenter:
         self.cost_lut = torch.from_numpy(self.classes.cost_lut(cost_overrides)).to(self.device)
         self._labels_fn = self._labels
         if compile:
+            # One compiled graph per input shape: the confidence map is always
+            # computed inside it (a few elementwise ops beside the model), since
+            # a bool argument would make a second graph, compiled at the first
+            # frame that asks for other outputs than the warm-up did.
             mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-            self._labels_fn = torch.compile(self._labels, mode=mode, dynamic=False)
+            compiled = torch.compile(self._labels_with_confidence, mode=mode, dynamic=False)
+            self._labels_fn = lambda images, want_conf: compiled(images)
         if warmup_size:
             self.segment_batch([np.zeros((*warmup_size, 3), np.uint8)], OUTPUTS)
 
@@ -138,6 +143,9 @@ class Segmenter:
             conf = (logits.float().softmax(1).amax(1) * 255).round().to(torch.uint8)
             conf = self.pre.labels_to_input_size(conf, height, width)
         return labels, conf
+
+    def _labels_with_confidence(self, images: torch.Tensor):
+        return self._labels(images, True)
 
     def _upload(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         batch = np.ascontiguousarray(np.stack(frames) if len(frames) > 1 else frames[0][None])
@@ -182,7 +190,7 @@ class Segmenter:
                 a = self.overlay_alpha
                 blend = frames.to(torch.float32) * (1 - a) + color.to(torch.float32) * a
                 device_out["overlay"] = blend.round().to(torch.uint8)
-        if conf is not None:
+        if "confidence" in outputs:
             device_out["confidence"] = conf
         host = {k: v.to("cpu", non_blocking=True) for k, v in device_out.items()}
         if self.device.type == "cuda":

@@ -85,10 +85,21 @@ def test_bad_arguments(tiny_artifact, seg, frames):
 def test_compiled_path_matches_eager(tiny_artifact, frames):
     # torch.compile on CPU (inductor + the C compiler); on CUDA the same code
     # runs in "reduce-overhead" mode (CUDA graphs), checked by test_gpu.py.
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
     img = frames[2][:135, :240].copy()
     compiled = Segmenter(tiny_artifact, device="cpu", compile=True, warmup_size=(135, 240))
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs >= 1
     eager = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
-    np.testing.assert_array_equal(compiled(img).mask, eager(img).mask)
+    # The warm-up's graph serves every set of outputs: the node's first frame
+    # (mask + cost) must not compile again.
+    for outputs in (("mask", "cost"), ("mask",), OUTPUTS):
+        got, want = compiled(img, outputs), eager(img, outputs)
+        for name in outputs:
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert counters["stats"]["unique_graphs"] == graphs
 
 
 @pytest.mark.parametrize("kwargs", [{"device": "cuda"}, {"precision": "bf16"}, {"compile": True}])
