@@ -2,17 +2,20 @@
 
 `submit` never blocks: a frame that arrives while the model is busy replaces
 the waiting one, which counts as dropped. One thread runs the model on the
-newest frame only.
+newest frame only; `call` runs other work (loading the model) on that thread.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class LatestFrameWorker(Generic[T]):
@@ -25,6 +28,7 @@ class LatestFrameWorker(Generic[T]):
         self._has_pending = False
         self._busy = False
         self._stopping = False
+        self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self.received = 0
         self.processed = 0
         self.dropped = 0
@@ -40,25 +44,55 @@ class LatestFrameWorker(Generic[T]):
             self._pending, self._has_pending = item, True
             self._cond.notify()
 
+    def call(self, fn: Callable[[], R]) -> R:
+        """Run `fn` on the worker thread, ahead of any waiting frame, and
+        return its result (or raise its exception) here."""
+        future: Future[R] = Future()
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the worker is stopped")
+            self._calls.append((fn, future))
+            self._cond.notify()
+        return future.result()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._has_pending and not self._stopping:
+                while not (self._has_pending or self._calls or self._stopping):
                     self._cond.wait()
                 if self._stopping:
-                    return
-                item, self._pending, self._has_pending = self._pending, None, False
+                    break
+                call = self._calls.popleft() if self._calls else None
+                if call is None:
+                    item, self._pending, self._has_pending = self._pending, None, False
                 self._busy = True
             try:
-                self._process(item)  # type: ignore[arg-type]
-                self.processed += 1
-            except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the worker
-                self.failed += 1
-                if self._on_error:
-                    self._on_error(item, exc)  # type: ignore[arg-type]
+                if call is not None:
+                    self._run_call(*call)
+                else:
+                    self._run_frame(item)  # type: ignore[arg-type]
             finally:
                 with self._cond:
                     self._busy = False
+        with self._cond:
+            while self._calls:
+                self._calls.popleft()[1].set_exception(RuntimeError("the worker stopped"))
+
+    @staticmethod
+    def _run_call(fn: Callable[[], Any], future: Future[Any]) -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            future.set_exception(exc)
+
+    def _run_frame(self, item: T) -> None:
+        try:
+            self._process(item)
+            self.processed += 1
+        except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the worker
+            self.failed += 1
+            if self._on_error:
+                self._on_error(item, exc)
 
     def idle(self, timeout: float = 5.0) -> bool:
         """Wait until nothing is pending or being processed (for tests and shutdown)."""

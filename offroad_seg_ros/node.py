@@ -56,11 +56,19 @@ class SegmentationNode(Node):
         for name, (default, text) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.segmenter = Segmenter(
-            p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
-            compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
-            overlay_alpha=p["overlay_alpha"],
-        )
+        self.worker: LatestFrameWorker[tuple[bytes, float]] = LatestFrameWorker(self._process, self._failed)
+        try:
+            # The worker thread owns the model: torch.compile keeps its CUDA
+            # graphs per thread (older torch even fails on another thread), so
+            # loading, warm-up and inference all run there.
+            self.segmenter = self.worker.call(lambda: Segmenter(
+                p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
+                compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
+                overlay_alpha=p["overlay_alpha"],
+            ))
+        except BaseException:
+            self.worker.stop()
+            raise
         self.pipeline = FramePipeline(self.segmenter, compressed=p["compressed"])
         self.enabled = {name: bool(p[f"publish_{name}"]) for name in OUTPUTS}
         self.min_period = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
@@ -74,7 +82,6 @@ class SegmentationNode(Node):
         topic = "image/compressed" if p["compressed"] else "image"
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", 1) for name in OUTPUTS if self.enabled[name]}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
-        self.worker: LatestFrameWorker[tuple[bytes, float]] = LatestFrameWorker(self._process, self._failed)
         self.create_subscription(msg_type, topic, self._on_frame, qos, raw=True)
         self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics)
         self.get_logger().info(
@@ -131,6 +138,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger("segmentation_node").fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while the model loads or compiles
+        rclpy.try_shutdown()
+        return 0
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -5,6 +5,7 @@ import ast
 import importlib
 import inspect
 import sys
+import threading
 from pathlib import Path
 
 import fake_rclpy
@@ -129,6 +130,23 @@ def test_frame_in_mask_and_cost_out_with_input_header(make_node, table):
     assert node.publishers["~/overlay"].sent[-1].encoding == "rgb8" and node.publishers["~/color"].sent == []
 
 
+def test_model_loads_and_runs_on_the_worker_thread(make_node, node_module, monkeypatch):
+    # torch.compile's CUDA graphs are kept per thread: loading (with its
+    # warm-up) and inference must share one thread, never the executor's.
+    threads = []
+
+    class Recording(node_module.Segmenter):
+        def segment_batch(self, *args, **kwargs):
+            threads.append(threading.get_ident())
+            return super().segment_batch(*args, **kwargs)
+
+    monkeypatch.setattr(node_module, "Segmenter", Recording)
+    node = make_node()
+    _deliver(node, _frame())
+    assert len(threads) == 2  # warm-up, then the frame
+    assert threads[0] == threads[1] == node.worker._thread.ident != threading.get_ident()
+
+
 def test_bad_frame_is_logged_counted_and_in_diagnostics(make_node):
     node = make_node()
     _deliver(node, _frame(encoding="yuv422"))
@@ -165,5 +183,14 @@ def test_missing_model_is_one_fatal_line_and_exit_1(node_module, monkeypatch, tm
 
 
 def test_ctrl_c_shuts_down_cleanly(node_module, tiny_artifact, monkeypatch):
+    monkeypatch.setattr(fake_rclpy.Node, "overrides", {"model": str(tiny_artifact), "device": "cpu"})
+    assert node_module.main([]) == 0
+
+
+def test_ctrl_c_while_the_model_loads_exits_cleanly(node_module, tiny_artifact, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(node_module, "Segmenter", interrupted)
     monkeypatch.setattr(fake_rclpy.Node, "overrides", {"model": str(tiny_artifact), "device": "cpu"})
     assert node_module.main([]) == 0

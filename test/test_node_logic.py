@@ -3,6 +3,7 @@ serialized messages, diagnostics, parameters and launch files."""
 
 import ast
 import re
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -53,6 +54,22 @@ def test_idle_waits_for_the_frame_in_progress():
     assert worker.idle()
     assert worker.processed == 1  # not only taken: finished
     worker.stop()
+
+
+def test_call_runs_on_the_worker_thread_ahead_of_frames():
+    seen = []
+    worker = LatestFrameWorker(lambda item: seen.append(("frame", threading.get_ident())))
+    worker.submit(1)  # may already be taken; a second one waits behind the call below
+    thread = worker.call(threading.get_ident)
+    assert thread != threading.get_ident()
+    with pytest.raises(ZeroDivisionError):
+        worker.call(lambda: 1 / 0)  # the caller gets the exception; the worker carries on
+    worker.submit(2)
+    assert worker.idle()
+    assert {t for _, t in seen} == {thread} and worker.failed == 0
+    worker.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        worker.call(lambda: None)
 
 
 def test_memory_stays_flat_over_thousands_of_frames():
