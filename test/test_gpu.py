@@ -52,3 +52,22 @@ def test_compiled_and_batched_paths_agree(artifact, frames):
     for f, out in zip(frames, batch):
         assert _agree(out.mask, eager(f).mask) >= 0.995
         assert out.mask.shape == f.shape[:2]
+
+
+def test_compiled_segmenter_on_the_node_worker_thread(artifact, frames):
+    # The node's pattern: the worker thread loads (compiles, captures CUDA
+    # graphs) and runs the model, while frames are submitted from another.
+    from offroad_seg_ros.latest import LatestFrameWorker
+    from offroad_seg_ros.segmenter import Segmenter
+
+    masks = []
+    worker = LatestFrameWorker(lambda f: masks.append(seg(f).mask))
+    seg = worker.call(lambda: Segmenter(artifact, device="cuda", precision="fp16", compile=True))
+    for f in frames[:3]:
+        worker.submit(f)
+        assert worker.idle(timeout=120)
+    worker.stop()
+    assert worker.failed == 0 and len(masks) == 3
+    eager = Segmenter(artifact, device="cuda", precision="fp16")
+    for f, m in zip(frames, masks):
+        assert _agree(m, eager(f).mask) >= 0.995
