@@ -25,7 +25,7 @@ from std_msgs.msg import Header
 from .artifact import ArtifactError
 from .latest import LatestFrameWorker
 from .model import ModelConfigError
-from .pipeline import FramePipeline, parse_cost_overrides, wanted_outputs
+from .pipeline import FramePipeline, check_parameters, parse_cost_overrides, wanted_outputs
 from .segmenter import Segmenter
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -56,6 +56,7 @@ class SegmentationNode(Node):
         for name, (default, text) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        check_parameters(p)
         self.worker: LatestFrameWorker[tuple[bytes, float]] = LatestFrameWorker(self._process, self._failed)
         try:
             # The worker thread owns the model: torch.compile keeps its CUDA

@@ -43,6 +43,21 @@ def parse_cost_overrides(entries: Iterable[str]) -> dict[str, int]:
     return out
 
 
+def check_parameters(p: dict[str, Any]) -> None:
+    """The node's own parameters (the Segmenter checks its own): a ValueError
+    naming the parameter and its value, so a typo never silently falls back."""
+    if p["qos_reliability"] not in ("best_effort", "reliable"):
+        raise ValueError(f"parameter qos_reliability must be best_effort or reliable, got {p['qos_reliability']!r}")
+    if int(p["qos_depth"]) < 1:
+        raise ValueError(f"parameter qos_depth must be at least 1, got {p['qos_depth']}")
+    if p["max_rate"] < 0:
+        raise ValueError(f"parameter max_rate must be >= 0 Hz (0 = unlimited), got {p['max_rate']}")
+    if p["diagnostics_period"] <= 0:
+        raise ValueError(f"parameter diagnostics_period must be > 0 s, got {p['diagnostics_period']}")
+    if not p["model"]:
+        raise ValueError("parameter model is empty: pass model:=/path/to/artifact (model.json + weights.safetensors)")
+
+
 @dataclass
 class FrameResult:
     header: ImageView

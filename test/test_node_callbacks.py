@@ -182,6 +182,13 @@ def test_missing_model_is_one_fatal_line_and_exit_1(node_module, monkeypatch, tm
     assert level == "fatal" and "no_model does not exist" in message
 
 
+def test_bad_parameter_is_one_fatal_line_and_exit_1(node_module, tiny_artifact, monkeypatch):
+    monkeypatch.setattr(fake_rclpy.Node, "overrides", {"model": str(tiny_artifact), "qos_reliability": "reliabel"})
+    assert node_module.main([]) == 1
+    level, message, _ = fake_rclpy.get_logger("segmentation_node").records[-1]
+    assert level == "fatal" and "qos_reliability" in message and "'reliabel'" in message
+
+
 def test_ctrl_c_shuts_down_cleanly(node_module, tiny_artifact, monkeypatch):
     monkeypatch.setattr(fake_rclpy.Node, "overrides", {"model": str(tiny_artifact), "device": "cpu"})
     assert node_module.main([]) == 0

@@ -15,7 +15,14 @@ import yaml
 from rosbags.typesys import Stores, get_typestore
 
 from offroad_seg_ros.latest import LatestFrameWorker
-from offroad_seg_ros.pipeline import OK, WARN, FramePipeline, parse_cost_overrides, wanted_outputs
+from offroad_seg_ros.pipeline import (
+    OK,
+    WARN,
+    FramePipeline,
+    check_parameters,
+    parse_cost_overrides,
+    wanted_outputs,
+)
 from offroad_seg_ros.segmenter import Segmenter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +184,20 @@ def test_cost_override_parameter():
         parse_cost_overrides(["Dry Grass"])
     with pytest.raises(ValueError, match="not an integer"):
         parse_cost_overrides(["Rocks=high"])
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("qos_reliability", "Reliable", "qos_reliability must be best_effort or reliable, got 'Reliable'"),
+    ("qos_depth", 0, "qos_depth must be at least 1, got 0"),
+    ("max_rate", -5.0, "max_rate must be >= 0 Hz"),
+    ("diagnostics_period", 0.0, "diagnostics_period must be > 0 s"),
+    ("model", "", "parameter model is empty"),
+])
+def test_bad_node_parameters_are_named(name, value, match):
+    defaults = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
+    check_parameters({**defaults, "model": "models/desert"})  # the shipped defaults pass
+    with pytest.raises(ValueError, match=re.escape(match)):
+        check_parameters({**defaults, "model": "models/desert", name: value})
 
 
 def test_segment_yaml_declares_every_node_parameter():
