@@ -30,12 +30,14 @@ $(STUBS)/rclpy/__init__.py: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/offroad-seg demo --out demo-out
 
-# Robots run on ROS's Python: Jazzy ships numpy 1.26; OpenCV 4.10 is an older OpenCV 4 API.
-# The suite runs a second time with that pair in front of the venv's numpy 2 / OpenCV.
+# Robots run on ROS's Python: Jazzy ships numpy 1.26 (and scipy 1.11, which the training
+# extras import; the newest scipy for Python 3.12 needs numpy 2); OpenCV 4.10 is an older
+# OpenCV 4 API. The suite runs a second time with these in front of the venv's own.
 COMPAT := $(VENV)/compat
 $(COMPAT)/.installed: $(VENV)/.installed
 	rm -rf $(COMPAT)
-	$(PIP) install --quiet --no-deps --target $(COMPAT) numpy==1.26.4 opencv-python-headless==4.10.0.84
+	$(PIP) install --quiet --no-deps --target $(COMPAT) numpy==1.26.4 scipy==1.11.4 \
+		opencv-python-headless==4.10.0.84
 	touch $@
 
 test: $(VENV)/.installed $(STUBS)/rclpy/__init__.py $(COMPAT)/.installed
