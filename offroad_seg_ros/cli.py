@@ -207,20 +207,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(args.func, args)
 
 
-# What `segmentation_node` imports from ROS 2 (rclpy and message packages).
-ROS_MODULES = frozenset({"rclpy", "rcl_interfaces", "diagnostic_msgs", "sensor_msgs", "std_msgs"})
-
-
 def node_main() -> int:
     """`segmentation_node` entry point: one clear line where ROS 2 is not sourced."""
-    try:
-        from .node import main as run_node
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in ROS_MODULES:
-            raise
-        print(f"segmentation_node: cannot start: ROS 2 Python module '{exc.name}' not found. Source ROS 2 "
+    import importlib.util
+
+    # rclpy stands for the whole ROS 2 environment (its message packages come with it).
+    if importlib.util.find_spec("rclpy") is None:
+        print("segmentation_node: cannot start: ROS 2 Python module 'rclpy' not found. Source ROS 2 "
               "(e.g. /opt/ros/jazzy/setup.bash) and then this workspace's install/setup.bash.", file=sys.stderr)
         return 1
+    from .node import main as run_node
+
     return run_node()
 
 
