@@ -7,7 +7,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-STUBS := .stubs
 
 .PHONY: demo test lint bench install docs
 
@@ -19,20 +18,27 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(PIP) install -c constraints.txt -e ".[train,onnx,test]"
 	touch $@
 
-# rclpy's real Python sources, for mypy only: never installed as `rclpy`, so
-# the ROS tests still skip where ROS is absent.
-$(STUBS)/rclpy/__init__.py: $(VENV)/.installed
-	rm -rf $(STUBS) && mkdir -p $(STUBS)/wheel
-	$(PIP) download --quiet --no-deps -d $(STUBS)/wheel rclpy-intellisense==1.2.0
-	$(PY) -m zipfile -e $(STUBS)/wheel/*.whl $(STUBS)
-	rm -rf $(STUBS)/wheel $(STUBS)/*.dist-info
+# Real ROS 2 for the node's tests: a sourced ROS 2 (its rclpy on PYTHONPATH) is
+# used as it is; where there is none, ROS 2 Jazzy's wheels from PyPI
+# (requirements-ros.txt) go into this venv, for the tests only. They are never
+# a dependency of the package, and over a sourced ROS they would shadow it.
+$(VENV)/.ros: $(VENV)/.installed requirements-ros.txt
+	@if [ -n "$$ROS_DISTRO" ]; then \
+		$(PY) -c "import rclpy" || { echo "ROS_DISTRO=$$ROS_DISTRO is set but its rclpy does not import in $(PY)"; exit 1; }; \
+		echo "using the sourced ROS 2 $$ROS_DISTRO"; \
+	else \
+		echo "no ROS 2 sourced: installing ROS 2 Jazzy's wheels into $(VENV) for the tests"; \
+		$(PIP) install --quiet -r requirements-ros.txt; \
+	fi
+	touch $@
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/offroad-seg demo --out demo-out
 
 # Robots run on ROS's Python: Jazzy ships numpy 1.26 (and scipy 1.11, which the training
 # extras import; the newest scipy for Python 3.12 needs numpy 2); OpenCV 4.10 is an older
-# OpenCV 4 API. The suite runs a second time with these in front of the venv's own.
+# OpenCV 4 API. The suite runs a second time with these in front of the venv's own
+# (less the signal-by-signal shutdown matrix, which does not depend on them).
 COMPAT := $(VENV)/compat
 $(COMPAT)/.installed: $(VENV)/.installed
 	rm -rf $(COMPAT)
@@ -40,13 +46,13 @@ $(COMPAT)/.installed: $(VENV)/.installed
 		opencv-python-headless==4.10.0.84
 	touch $@
 
-test: $(VENV)/.installed $(STUBS)/rclpy/__init__.py $(COMPAT)/.installed
+test: $(VENV)/.installed $(VENV)/.ros $(COMPAT)/.installed
 	$(PY) -m pytest -q test
-	PYTHONPATH=$(COMPAT) $(PY) -m pytest -q -p no:cacheprovider test
+	PYTHONPATH=$(COMPAT)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m pytest -q -p no:cacheprovider -m "not signals" test
 
-lint: $(VENV)/.installed $(STUBS)/rclpy/__init__.py
+lint: $(VENV)/.installed $(VENV)/.ros
 	$(VENV)/bin/ruff check .
-	MYPYPATH=$(STUBS) $(VENV)/bin/mypy offroad_seg_ros/node.py
+	$(VENV)/bin/mypy offroad_seg_ros/node.py
 
 bench: $(VENV)/.installed
 	$(PY) bench/cpu_bench.py

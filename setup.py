@@ -17,7 +17,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     # Ranges, not pins: robots bring their own torch (Jetson, CUDA builds) and
     # share numpy / OpenCV with ROS 2. constraints.txt pins the
@@ -47,7 +47,7 @@ setup(
     entry_points={
         "console_scripts": [
             "offroad-seg = offroad_seg_ros.cli:main",
-            "segmentation_node = offroad_seg_ros.cli:node_main",
+            "segmentation_node = offroad_seg_ros.node_entry:main",
         ],
     },
 )

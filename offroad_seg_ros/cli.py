@@ -100,6 +100,34 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("rclpy") is None:
+        raise ValueError("replay talks to the node over ROS 2: source ROS 2 (e.g. /opt/ros/jazzy/setup.bash) "
+                         "first; 'rclpy' was not found")
+    from tqdm import tqdm
+
+    from .replay import replay
+
+    with tqdm(unit="frame", desc="replay", dynamic_ncols=True, disable=args.quiet) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        res = replay(args.bag, args.out, node=args.node, image_topic=args.image_topic, gt_topic=args.gt_topic,
+                     name_topic=args.name_topic, rate=args.rate, record_cost=args.cost, wait_node=args.wait,
+                     timeout=args.timeout, force=args.force, progress=progress)
+    print(f"{res.mode}: {res.sent} frames sent, {res.received} answered, {res.dropped} dropped by the node; "
+          f"{res.fps:.1f} frames/s; bag written to {res.out}")
+    print(f"score it: offroad-seg eval {res.out} --predictions {split_topic(args.node)}/mask --out REPORT_DIR")
+    return 0
+
+
+def split_topic(node: str) -> str:
+    return node if node.startswith("/") else "/" + node
+
+
 def _demo(args: argparse.Namespace) -> int:
     from offroad_seg_train.demo import run_demo
 
@@ -174,6 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing report directory")
     p.set_defaults(func=_eval)
 
+    p = sub.add_parser("replay", help="play a bag into a running node over ROS 2 and record its masks")
+    p.add_argument("bag", help="bag with camera images (e.g. from offroad-seg bag)")
+    p.add_argument("--out", required=True, help="bag directory to create: the node's masks + the bag's ground truth")
+    p.add_argument("--node", default="/segmentation_node", help="[NAMESPACE/]NAME of the running node")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--lockstep", action="store_true",
+                      help="wait for each frame's mask before the next (default; every frame is scored)")
+    mode.add_argument("--rate", type=float, metavar="HZ", help="send at a fixed rate and count dropped frames")
+    p.add_argument("--cost", action="store_true", help="also record ~/cost")
+    p.add_argument("--image-topic", default="/camera/image_raw", help="the bag's camera topic")
+    p.add_argument("--gt-topic", default="/camera/segmentation", help="copied to the output if present")
+    p.add_argument("--name-topic", default="/camera/image_name", help="copied to the output if present")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the node to appear (default 30)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for one frame's mask in lockstep (default 30)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="replace an existing output bag")
+    p.set_defaults(func=_replay)
+
     p = sub.add_parser("demo", help="synth -> train -> export -> bag -> eval on generated data")
     p.add_argument("--out", default="demo-out", help="working folder (default demo-out)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (training and evaluation)")
@@ -205,20 +252,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     return run(args.func, args)
-
-
-def node_main() -> int:
-    """`segmentation_node` entry point: one clear line where ROS 2 is not sourced."""
-    import importlib.util
-
-    # rclpy stands for the whole ROS 2 environment (its message packages come with it).
-    if importlib.util.find_spec("rclpy") is None:
-        print("segmentation_node: cannot start: ROS 2 Python module 'rclpy' not found. Source ROS 2 "
-              "(e.g. /opt/ros/jazzy/setup.bash) and then this workspace's install/setup.bash.", file=sys.stderr)
-        return 1
-    from .node import main as run_node
-
-    return run_node()
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ import rclpy
 import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -27,6 +29,7 @@ from .latest import LatestFrameWorker
 from .model import ModelConfigError
 from .pipeline import FramePipeline, check_parameters, parse_cost_overrides, wanted_outputs
 from .segmenter import Segmenter
+from .shutdown import Shutdown, ShutdownRequested
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "model": ("", "model artifact directory (model.json + weights.safetensors)"),
@@ -51,25 +54,32 @@ OUTPUTS = ("mask", "cost", "confidence", "color", "overlay")
 
 
 class SegmentationNode(Node):
-    def __init__(self) -> None:
-        super().__init__("segmentation_node")
+    def __init__(self, **node_options: Any) -> None:
+        super().__init__("segmentation_node", **node_options)
         for name, (default, text) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         check_parameters(p)
         self.worker: LatestFrameWorker[tuple[bytes, float]] = LatestFrameWorker(self._process, self._failed)
         try:
-            # The worker thread owns the model: torch.compile keeps its CUDA
-            # graphs per thread (older torch even fails on another thread), so
-            # loading, warm-up and inference all run there.
-            self.segmenter = self.worker.call(lambda: Segmenter(
-                p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
-                compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
-                overlay_alpha=p["overlay_alpha"],
-            ))
-        except BaseException:
+            self._start(p)
+        except BaseException:  # incl. Ctrl-C during start-up: the model thread must not outlive us
             self.worker.stop()
             raise
+
+    def _start(self, p: dict[str, Any]) -> None:
+        log = self.get_logger()
+        log.info(f"loading model {p['model']} ({p['backend']}, device {p['device']}, {p['precision']})")
+        # The worker thread owns the model: torch.compile keeps its CUDA
+        # graphs per thread (older torch even fails on another thread), so
+        # loading, warm-up and inference all run there.
+        self.segmenter = self.worker.call(lambda: Segmenter(
+            p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
+            compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
+            overlay_alpha=p["overlay_alpha"], warmup_size=None,
+        ))
+        log.info("warming up" + (" (compiling: this takes a while the first time)" if p["compile"] else ""))
+        self.worker.call(self.segmenter.warm_up)
         self.pipeline = FramePipeline(self.segmenter, compressed=p["compressed"])
         self.enabled = {name: bool(p[f"publish_{name}"]) for name in OUTPUTS}
         self.min_period = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
@@ -84,8 +94,10 @@ class SegmentationNode(Node):
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", 1) for name in OUTPUTS if self.enabled[name]}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
         self.create_subscription(msg_type, topic, self._on_frame, qos, raw=True)
-        self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics)
-        self.get_logger().info(
+        # Steady time: diagnostics keep coming while a simulation (or a paused bag) holds /clock still.
+        self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        log.info(
             f"segmenting {self.resolve_topic_name(topic)} with {self.segmenter.name} on "
             f"{self.segmenter.device} ({self.segmenter.precision}, {self.segmenter.backend})"
         )
@@ -131,24 +143,35 @@ class SegmentationNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+STARTUP_ERRORS = (ArtifactError, ModelConfigError, ValueError, OSError)
+
+
+def main(args: list[str] | None = None, shutdown: Shutdown | None = None) -> int:
+    """Run the node until SIGINT / SIGTERM; 0 on a clean exit (at any moment), 1
+    with one fatal line when it cannot start (bad parameter, missing model)."""
+    shutdown = shutdown or Shutdown().install()
+    node = None
     try:
-        node = SegmentationNode()
-    except (ArtifactError, ModelConfigError, ValueError, OSError) as exc:
-        rclpy.logging.get_logger("segmentation_node").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C while the model loads or compiles
-        rclpy.try_shutdown()
-        return 0
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        with shutdown.interruptible():
+            # rclpy's own handlers would raise KeyboardInterrupt again on the
+            # second Ctrl-C; Shutdown takes the signals instead.
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+            node = SegmentationNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        # A short timeout: the signal handler only sets a flag, checked here.
+        while not shutdown.requested.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (ShutdownRequested, ExternalShutdownException):
         pass
+    except STARTUP_ERRORS as exc:
+        rclpy.logging.get_logger("segmentation_node").fatal(f"cannot start: {exc}")
+        return 1
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
+        shutdown.exiting()
     return 0
 
 

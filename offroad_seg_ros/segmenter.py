@@ -106,7 +106,13 @@ class Segmenter:
             compiled = torch.compile(self._labels_with_confidence, mode=mode, dynamic=False)
             self._labels_fn = lambda images, want_conf: compiled(images)
         if warmup_size:
-            self.segment_batch([np.zeros((*warmup_size, 3), np.uint8)], OUTPUTS)
+            self.warm_up(warmup_size)
+
+    def warm_up(self, size: tuple[int, int] = (540, 960)) -> None:
+        """One frame of `size` (H, W) through every output: allocations, kernel
+        selection and (with compile) the compiled graph happen here, not on the
+        first camera frame."""
+        self.segment_batch([np.zeros((*size, 3), np.uint8)], OUTPUTS)
 
     @property
     def name(self) -> str:

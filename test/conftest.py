@@ -1,9 +1,24 @@
 import os
+import random
+from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Keep tests on CPU and quiet, whatever the machine has.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# ROS 2 (real rclpy and DDS): this test session talks only to itself. Its own
+# domain ID (parallel runs don't cross-talk), discovery on loopback only, and
+# the large-frame shared-memory profile (Fast DDS's default 512 KiB segment
+# drops most best-effort 960x540 frames). Set before rclpy is imported, and
+# inherited by every node process a test starts.
+os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 100))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))
+os.environ["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+os.environ["RCUTILS_COLORIZED_OUTPUT"] = "0"
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -49,3 +64,31 @@ def make_artifact(path, table, arch="FPN", encoder="resnet18", scale=0.5, onnx=F
 def tiny_artifact(tmp_path_factory, table):
     """Random-weights FPN + resnet18 artifact with its ONNX file."""
     return make_artifact(tmp_path_factory.mktemp("art") / "tiny", table, onnx=True)
+
+
+@pytest.fixture
+def peer():
+    """A node of the test's own on real DDS (test/rosutil.py)."""
+    from rosutil import Peer
+
+    p = Peer()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def start_node(tmp_path, tiny_artifact):
+    """segmentation_node processes started as users start them; stopped at the end."""
+    from rosutil import NodeProcess
+
+    procs = []
+
+    def start(*ros_args: str, model: str | None = None, name: str = "node"):
+        args = ["--ros-args", "-p", f"model:={model or tiny_artifact}", "-p", "device:=cpu", *ros_args]
+        proc = NodeProcess(args, tmp_path / f"{name}{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        p.stop()

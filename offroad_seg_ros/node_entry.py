@@ -1,0 +1,34 @@
+"""`segmentation_node` console entry: signals first, then the heavy imports.
+
+Ctrl-C must exit cleanly at any moment, including while torch is still being
+imported, so the signal handlers go in before `offroad_seg_ros.node` (rclpy,
+torch, the model) is imported. Kept tiny for that reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from .shutdown import Shutdown, ShutdownRequested
+
+
+def main() -> int:
+    shutdown = Shutdown().install()
+    try:
+        with shutdown.interruptible():
+            # rclpy stands for the whole ROS 2 environment (its message packages come with it).
+            if importlib.util.find_spec("rclpy") is None:
+                print("segmentation_node: cannot start: ROS 2 Python module 'rclpy' not found. Source ROS 2 "
+                      "(e.g. /opt/ros/jazzy/setup.bash) and then this workspace's install/setup.bash.",
+                      file=sys.stderr)
+                return 1
+            from .node import main as run_node
+    except ShutdownRequested:
+        shutdown.exiting()
+        return 0
+    return run_node(shutdown=shutdown)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
