@@ -187,12 +187,15 @@ def read_frames(
             """Complete frames as their last part arrives; partial ones as they
             fall out of the window or at the end (counted, not yielded)."""
             try:
-                for conn, _, raw in reader.messages(connections=conns):
+                for conn, _t, raw in reader.messages(connections=conns):
                     role = role_of[conn.topic]
                     try:
                         value, stamp = _decode(role, available[conn.topic], raw)
                     except ImageConversionError as exc:
-                        stats.skip(f"{conn.topic}: {exc}")
+                        stats.skip(f"{conn.topic} at {_t}: {exc}")
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - a malformed message is a skipped frame, not a crash
+                        stats.skip(f"{conn.topic} at {_t}: {type(exc).__name__}: {exc}")
                         continue
                     parts = pending.setdefault(stamp, {})
                     parts[role] = value

@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .image_msgs import MAX_PIXELS, ImageConversionError, check_pixels, compressed_dimensions
+
 IMAGE_DIR = "Color_Images"
 MASK_DIR = "Segmentation"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -122,19 +124,33 @@ def list_samples(split_dir: str | Path, require_masks: bool = True) -> list[Samp
     return samples
 
 
+def _read_file(path: str | Path, flags: int, what: str) -> np.ndarray:
+    """Decode an image file whose header has been checked first: a file that
+    claims more than MAX_PIXELS (a decompression bomb), is corrupt or is not
+    JPEG / PNG is a DatasetError naming it, before anything large is allocated."""
+    try:
+        buf = np.fromfile(str(path), np.uint8)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        kind, width, height = compressed_dimensions(buf)
+        check_pixels(width, height, MAX_PIXELS, f"{kind} header")
+        img = cv2.imdecode(buf, flags)
+    except (ImageConversionError, cv2.error) as exc:
+        raise DatasetError(f"cannot read {what} {path}: {exc}") from None
+    if img is None:
+        raise DatasetError(f"cannot read {what} {path} (truncated or not an image)")
+    return img
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 (H, W, 3)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DatasetError(f"cannot read image {path} (missing, truncated or not an image)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_read_file(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_raw_mask(path: str | Path) -> np.ndarray:
     """uint16 (H, W) raw class IDs, read unchanged. 8-bit or colour masks are errors."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DatasetError(f"cannot read mask {path} (missing, truncated or not an image)")
+    mask = _read_file(path, cv2.IMREAD_UNCHANGED, "mask")
     if mask.ndim != 2:
         raise DatasetError(
             f"mask {path} has {mask.shape[2]} channels; expected a single-channel uint16 "

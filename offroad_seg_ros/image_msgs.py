@@ -8,6 +8,7 @@ message object is built per frame. numpy 1.26 and 2.x alike.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -15,18 +16,37 @@ from typing import Any
 import cv2
 import numpy as np
 
-# encoding -> (channels, dtype)
+U8, U16 = np.dtype(np.uint8), np.dtype(np.uint16)
+BAYER = ("rggb", "bggr", "gbrg", "grbg")
+# encoding -> (channels, dtype): every input encoding the node takes.
 ENCODINGS: dict[str, tuple[int, np.dtype]] = {
-    "rgb8": (3, np.dtype(np.uint8)),
-    "bgr8": (3, np.dtype(np.uint8)),
-    "rgba8": (4, np.dtype(np.uint8)),
-    "bgra8": (4, np.dtype(np.uint8)),
-    "mono8": (1, np.dtype(np.uint8)),
-    "8UC1": (1, np.dtype(np.uint8)),
-    "8UC3": (3, np.dtype(np.uint8)),
-    "mono16": (1, np.dtype(np.uint16)),
-    "16UC1": (1, np.dtype(np.uint16)),
+    "rgb8": (3, U8), "bgr8": (3, U8), "rgba8": (4, U8), "bgra8": (4, U8), "mono8": (1, U8),
+    "8UC1": (1, U8), "8UC3": (3, U8), "8UC4": (4, U8),
+    "mono16": (1, U16), "16UC1": (1, U16),
+    "rgb16": (3, U16), "bgr16": (3, U16), "rgba16": (4, U16), "bgra16": (4, U16),
+    **{f"bayer_{p}{bits}": (1, U8 if bits == 8 else U16) for p in BAYER for bits in (8, 16)},
+    "yuv422": (2, U8), "yuv422_yuy2": (2, U8),  # UYVY and YUYV, 2 bytes a pixel
 }
+# encoding -> OpenCV conversion to RGB, applied after 16-bit data is scaled to
+# 8 bits (None: already RGB). The numeric 8UC3 / 8UC4 carry no channel order;
+# OpenCV producers (and cv_bridge's cv2_to_imgmsg) mean BGR / BGRA by them.
+# ROS names a Bayer pattern by its first row pair, OpenCV by the second: ROS
+# rggb is OpenCV's BayerBG (the mapping cv_bridge uses).
+_TO_RGB: dict[str, int | None] = {
+    "rgb8": None, "rgb16": None,
+    "bgr8": cv2.COLOR_BGR2RGB, "bgr16": cv2.COLOR_BGR2RGB, "8UC3": cv2.COLOR_BGR2RGB,
+    "rgba8": cv2.COLOR_RGBA2RGB, "rgba16": cv2.COLOR_RGBA2RGB,
+    "bgra8": cv2.COLOR_BGRA2RGB, "bgra16": cv2.COLOR_BGRA2RGB, "8UC4": cv2.COLOR_BGRA2RGB,
+    "mono8": cv2.COLOR_GRAY2RGB, "8UC1": cv2.COLOR_GRAY2RGB, "mono16": cv2.COLOR_GRAY2RGB,
+    "16UC1": cv2.COLOR_GRAY2RGB,
+    **{f"bayer_{p}{bits}": code for p, code in zip(BAYER, (cv2.COLOR_BayerBG2RGB, cv2.COLOR_BayerRG2RGB,
+                                                           cv2.COLOR_BayerGR2RGB, cv2.COLOR_BayerGB2RGB))
+       for bits in (8, 16)},
+    "yuv422": cv2.COLOR_YUV2RGB_UYVY, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
+}
+# Frames above this many pixels are refused before any decode or conversion:
+# four 4K frames' worth, far above any camera, far below a decompression bomb.
+MAX_PIXELS = 4 * 3840 * 2160
 
 
 class ImageConversionError(ValueError):
@@ -68,6 +88,9 @@ def to_array(encoding: str, height: int, width: int, step: int, is_bigendian: in
     row = width * channels * dtype.itemsize
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"empty image: {_describe(encoding, height, width, step, nbytes)}")
+    if encoding.startswith("yuv422") and width % 2:
+        raise ImageConversionError(
+            f"{encoding} needs an even width: {_describe(encoding, height, width, step, nbytes)}")
     if step < row:
         raise ImageConversionError(
             f"step smaller than a row ({row} bytes): {_describe(encoding, height, width, step, nbytes)}"
@@ -88,44 +111,105 @@ def to_array(encoding: str, height: int, width: int, step: int, is_bigendian: in
     return arr[..., 0] if channels == 1 else arr
 
 
-def to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3) for the model. mono16 keeps its 8 most significant bits."""
-    if encoding == "rgb8" or encoding == "8UC3":
-        return array
-    if encoding == "bgr8":
-        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
-    if encoding == "rgba8":
-        return cv2.cvtColor(array, cv2.COLOR_RGBA2RGB)
-    if encoding == "bgra8":
-        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
+    if width * height > max_pixels:
+        raise ImageConversionError(
+            f"{what} is {width}x{height} = {width * height} pixels, above max_pixels={max_pixels}")
+
+
+@functools.lru_cache(maxsize=16)
+def _scale_lut(bits: int) -> np.ndarray:
+    top = (1 << bits) - 1
+    return np.round(np.minimum(np.arange(65536), top) * (255.0 / top)).astype(np.uint8)
+
+
+def scale_to_8bit(array: np.ndarray, bits: int = 16) -> np.ndarray:
+    """uint16 data with `bits` significant bits -> uint8, round(v * 255 / (2^bits - 1)),
+    values above the range saturating. bits=16 is cv_bridge's conversion to 8
+    bits; a 12-bit camera in mono16 needs bits=12 to use the full range."""
+    if not 8 <= bits <= 16:
+        raise ValueError(f"significant bits must be within 8..16, got {bits}")
+    return _scale_lut(bits)[array]
+
+
+def to_rgb(array: np.ndarray, encoding: str, bits: int = 16) -> np.ndarray:
+    """RGB uint8 (H, W, 3) for the model, from `to_array`'s view of `encoding`."""
     if array.dtype == np.uint16:
-        array = (array >> 8).astype(np.uint8)
-    return cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_GRAY2RGB)
+        array = scale_to_8bit(array, bits)
+    code = _TO_RGB[encoding]
+    return array if code is None else cv2.cvtColor(np.ascontiguousarray(array), code)
 
 
-def image_msg_to_rgb(msg: Any) -> np.ndarray:
+def image_msg_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS, bits: int = 16) -> np.ndarray:
     """Any sensor_msgs/Image-like object -> RGB uint8 (H, W, 3)."""
+    check_pixels(msg.width, msg.height, max_pixels, f"image ({msg.encoding!r})")
     arr = to_array(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
-    return to_rgb(arr, msg.encoding)
+    return to_rgb(arr, msg.encoding, bits)
 
 
-def compressed_to_rgb(fmt: str, data: Any) -> np.ndarray:
+def compressed_dimensions(buf: np.ndarray) -> tuple[str, int, int]:
+    """(kind, width, height) from a JPEG's frame header or a PNG's IHDR, read
+    without decoding, so a small file that claims a huge size (a decompression
+    bomb) is refused before anything is allocated. Anything else is refused."""
+    data = np.ascontiguousarray(buf).data.cast("B")
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageConversionError(f"PNG without an IHDR header ({buf.size} bytes)")
+        width, height = struct.unpack_from(">II", data, 16)
+        return "png", width, height
+    if data[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                raise ImageConversionError(f"corrupt JPEG: no marker at byte {pos} ({buf.size} bytes)")
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+                pos += 2
+                continue
+            (length,) = struct.unpack_from(">H", data, pos + 2)
+            if marker in _JPEG_SOF and pos + 9 <= len(data):
+                height, width = struct.unpack_from(">HH", data, pos + 5)
+                return "jpeg", width, height
+            if marker == 0xDA or length < 2:  # scan data before any frame header
+                break
+            pos += 2 + length
+        raise ImageConversionError(f"corrupt JPEG: no frame header ({buf.size} bytes)")
+    raise ImageConversionError(f"data is neither JPEG nor PNG (starts {bytes(data[:8]).hex()}, {buf.size} bytes)")
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_to_rgb(fmt: str, data: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """CompressedImage (jpeg / png, incl. "rgb8; jpeg compressed bgr8") -> RGB uint8."""
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     fmt_l = fmt.lower()
     if not any(k in fmt_l for k in ("jpeg", "jpg", "png")):
         raise ImageConversionError(f"unsupported CompressedImage format {fmt!r} ({buf.size} bytes)")
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    kind, width, height = compressed_dimensions(buf)
+    check_pixels(width, height, max_pixels, f"{kind} header")
+    if width == 0 or height == 0:
+        raise ImageConversionError(f"{kind} header says {width}x{height}: empty image")
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageConversionError(f"corrupt CompressedImage: format={fmt!r}, {buf.size} bytes: {exc}") from None
     if bgr is None:
         raise ImageConversionError(f"corrupt CompressedImage: format={fmt!r}, {buf.size} bytes")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def view_to_rgb(view: ImageView) -> np.ndarray:
+def view_to_rgb(view: ImageView, max_pixels: int = MAX_PIXELS, bits: int = 16) -> np.ndarray:
+    """An Image or CompressedImage view -> RGB uint8; refuses more than
+    `max_pixels` before converting anything."""
     if view.format:
-        return compressed_to_rgb(view.format, view.data)
+        return compressed_to_rgb(view.format, view.data, max_pixels)
+    check_pixels(view.width, view.height, max_pixels, f"image ({view.encoding!r})")
     return to_rgb(to_array(view.encoding, view.height, view.width, view.step, view.is_bigendian, view.data),
-                  view.encoding)
+                  view.encoding, bits)
 
 
 def image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:

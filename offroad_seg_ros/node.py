@@ -25,6 +25,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from .artifact import ArtifactError
+from .health import Health
+from .image_msgs import MAX_PIXELS
 from .latest import LatestFrameWorker
 from .model import ModelConfigError
 from .pipeline import FramePipeline, check_parameters, parse_cost_overrides, wanted_outputs
@@ -38,6 +40,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "backend": ("torch", "torch | onnxruntime"),
     "compile": (False, "torch.compile the inference path (CUDA graphs on GPU)"),
     "compressed": (False, "subscribe to image/compressed instead of image"),
+    "max_pixels": (MAX_PIXELS, "frames above this many pixels are refused unread (decompression bombs)"),
+    "input_bits": (16, "significant bits of 16-bit input (mono16, rgb16, bayer_*16): 12 for a 12-bit camera"),
     "publish_mask": (True, "publish ~/mask (mono8 class indices)"),
     "publish_cost": (True, "publish ~/cost (mono8 Nav2 cost)"),
     "publish_confidence": (False, "publish ~/confidence (mono8)"),
@@ -80,7 +84,11 @@ class SegmentationNode(Node):
         ))
         log.info("warming up" + (" (compiling: this takes a while the first time)" if p["compile"] else ""))
         self.worker.call(self.segmenter.warm_up)
-        self.pipeline = FramePipeline(self.segmenter, compressed=p["compressed"])
+        msg_type = CompressedImage if p["compressed"] else Image
+        topic = "image/compressed" if p["compressed"] else "image"
+        self.pipeline = FramePipeline(self.segmenter, compressed=p["compressed"], max_pixels=p["max_pixels"],
+                                      input_bits=p["input_bits"],
+                                      health=Health(self.resolve_topic_name(topic), 3 * p["diagnostics_period"]))
         self.enabled = {name: bool(p[f"publish_{name}"]) for name in OUTPUTS}
         self.min_period = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
         self.last_accept = 0.0
@@ -89,8 +97,6 @@ class SegmentationNode(Node):
         qos = QoSProfile(depth=int(p["qos_depth"]), history=qos_profile_sensor_data.history,
                          reliability=ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
-        msg_type = CompressedImage if p["compressed"] else Image
-        topic = "image/compressed" if p["compressed"] else "image"
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", 1) for name in OUTPUTS if self.enabled[name]}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
         self.create_subscription(msg_type, topic, self._on_frame, qos, raw=True)
@@ -114,24 +120,27 @@ class SegmentationNode(Node):
     def _process(self, item: tuple[bytes, float]) -> None:
         raw, _ = item
         wanted = wanted_outputs(self.enabled, lambda n: self.pubs[n].get_subscription_count())
+        health = self.pipeline.health
+        failures = health.failed
         result = self.pipeline.process(raw, wanted)
         if result is None:
-            self.get_logger().warning(f"skipping bad frame: {self.pipeline.last_error}",
-                                      throttle_duration_sec=5.0)
+            if health.failed > failures:
+                self.get_logger().error(f"inference failed: {health.last_failure}", throttle_duration_sec=5.0)
+            else:
+                self.get_logger().warning(f"skipping bad frame: {health.last_bad}", throttle_duration_sec=5.0)
             return
         header = Header(frame_id=result.header.frame_id)
         header.stamp.sec, header.stamp.nanosec = result.header.sec, result.header.nanosec
         for name, fields in result.outputs.items():
             self.pubs[name].publish(Image(header=header, **fields))
-        now = self.get_clock().now().nanoseconds * 1e-9
-        self.pipeline.record_latency(result.header.sec, result.header.nanosec, now)
+        health.frame_done(result.header.sec, result.header.nanosec, self.get_clock().now().nanoseconds * 1e-9)
 
     def _failed(self, item: tuple[bytes, float], exc: BaseException) -> None:
-        self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+        self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
     def _publish_diagnostics(self) -> None:
         w = self.worker
-        level, message, values = self.pipeline.diagnostics(w.received, w.processed, w.dropped, self.rate_skipped)
+        level, message, values = self.pipeline.diagnostics(w.received, w.dropped, self.rate_skipped, w.failed)
         status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",
                                   message=message, hardware_id=str(self.segmenter.device),
                                   values=[KeyValue(key=k, value=v) for k, v in values])

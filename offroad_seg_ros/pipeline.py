@@ -4,13 +4,14 @@ messages; this module holds the logic and is tested without ROS."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .health import Health
 from .image_msgs import (
+    MAX_PIXELS,
     ImageConversionError,
     ImageView,
     image_fields,
@@ -19,12 +20,9 @@ from .image_msgs import (
     view_to_rgb,
 )
 from .segmenter import Segmenter
-from .stats import RateLatency
 
 OUTPUT_ENCODINGS = {"mask": "mono8", "cost": "mono8", "confidence": "mono8", "color": "rgb8", "overlay": "rgb8"}
 ON_DEMAND = ("color", "overlay")  # expensive rgb8 outputs: only while subscribed
-
-OK, WARN, ERROR = 0, 1, 2
 
 
 def parse_cost_overrides(entries: Iterable[str]) -> dict[str, int]:
@@ -54,6 +52,11 @@ def check_parameters(p: dict[str, Any]) -> None:
         raise ValueError(f"parameter max_rate must be >= 0 Hz (0 = unlimited), got {p['max_rate']}")
     if p["diagnostics_period"] <= 0:
         raise ValueError(f"parameter diagnostics_period must be > 0 s, got {p['diagnostics_period']}")
+    if p["max_pixels"] < 1:
+        raise ValueError(f"parameter max_pixels must be at least 1, got {p['max_pixels']}")
+    if not 8 <= p["input_bits"] <= 16:
+        raise ValueError(f"parameter input_bits must be within 8..16 (significant bits of 16-bit input), "
+                         f"got {p['input_bits']}")
     if not p["model"]:
         raise ValueError("parameter model is empty: pass model:=/path/to/artifact (model.json + weights.safetensors)")
 
@@ -68,51 +71,39 @@ class FrameResult:
 class FramePipeline:
     segmenter: Segmenter
     compressed: bool = False
-    bad_frames: int = 0
-    last_error: str = ""
-    stats: RateLatency = field(default_factory=RateLatency)
+    max_pixels: int = MAX_PIXELS
+    input_bits: int = 16
+    health: Health = field(default_factory=Health)
 
     def process(self, raw: bytes | memoryview, wanted: Sequence[str]) -> FrameResult | None:
-        """Serialized Image / CompressedImage -> output fields; None (counted)
-        for a frame that cannot be converted."""
+        """Serialized Image / CompressedImage -> output fields. Never raises: a
+        frame that cannot be converted is a bad frame, one the model fails on an
+        inference failure, each counted with its reason (None returned)."""
         try:
             view = parse_compressed_cdr(raw) if self.compressed else parse_image_cdr(raw)
-            rgb = view_to_rgb(view)
+            rgb = view_to_rgb(view, self.max_pixels, self.input_bits)
         except ImageConversionError as exc:
-            self.bad_frames += 1
-            self.last_error = str(exc)
+            self.health.frame_bad(str(exc))
             return None
-        seg = self.segmenter(rgb, wanted)
-        return FrameResult(view, {name: image_fields(getattr(seg, name), OUTPUT_ENCODINGS[name]) for name in wanted})
+        except Exception as exc:  # noqa: BLE001 - whatever a frame makes a decoder raise (cv2.error, MemoryError)
+            self.health.frame_bad(f"{type(exc).__name__}: {exc}")
+            return None
+        try:
+            seg = self.segmenter(rgb, wanted)
+            outputs = {name: image_fields(getattr(seg, name), OUTPUT_ENCODINGS[name]) for name in wanted}
+        except Exception as exc:  # noqa: BLE001 - counted and shown in /diagnostics; the node carries on
+            self.health.frame_failed(f"{type(exc).__name__}: {exc}")
+            return None
+        return FrameResult(view, outputs)
 
-    def record_latency(self, stamp_sec: int, stamp_nanosec: int, now_sec: float) -> None:
-        self.stats.add(max(0.0, now_sec - (stamp_sec + stamp_nanosec * 1e-9)))
-
-    def diagnostics(self, received: int, processed: int, dropped: int, rate_skipped: int = 0,
+    def diagnostics(self, received: int, dropped: int, rate_limited: int = 0, other_failures: int = 0,
                     now: float | None = None) -> tuple[int, str, list[tuple[str, str]]]:
         """(level, message, key/values) for a diagnostic_msgs/DiagnosticStatus."""
-        s = self.stats.summary(time.monotonic() if now is None else now)
+        total = self.health.counts(received, dropped, rate_limited, other_failures)
+        level, msg, values = self.health.report(total, time.monotonic() if now is None else now)
         seg = self.segmenter
-        if received == 0:
-            level, msg = WARN, "no frames received yet"
-        elif s["fps"] == 0:
-            level, msg = WARN, "no frames processed in the last window"
-        elif self.bad_frames:
-            level, msg = WARN, f"{self.bad_frames} bad frame(s); last: {self.last_error}"
-        else:
-            level, msg = OK, f"{s['fps']:.1f} fps, p50 {s['latency_p50_ms']:.1f} ms"
-
-        def fmt(v: float) -> str:
-            return "n/a" if math.isnan(v) else f"{v:.2f}"
-
-        values = [
-            ("frames_in", str(received)), ("frames_processed", str(processed)),
-            ("frames_dropped", str(dropped)), ("frames_rate_limited", str(rate_skipped)),
-            ("bad_frames", str(self.bad_frames)), ("fps", fmt(s["fps"])),
-            ("latency_p50_ms", fmt(s["latency_p50_ms"])), ("latency_p95_ms", fmt(s["latency_p95_ms"])),
-            ("device", str(seg.device)), ("precision", seg.precision), ("backend", seg.backend),
-            ("model", seg.name),
-        ]
+        values += [("device", str(seg.device)), ("precision", seg.precision), ("backend", seg.backend),
+                   ("model", seg.name)]
         return level, msg, values
 
 

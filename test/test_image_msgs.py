@@ -1,3 +1,5 @@
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -27,7 +29,7 @@ RGB = RNG.integers(0, 255, (5, 7, 3), dtype=np.uint8)
 def _pixels(encoding):
     channels, dtype = ENCODINGS[encoding]
     hi = 65535 if dtype == np.uint16 else 255
-    return RNG.integers(0, hi, (5, 7, channels), dtype=np.uint64).astype(dtype).squeeze()
+    return RNG.integers(0, hi, (5, 8, channels), dtype=np.uint64).astype(dtype).squeeze()
 
 
 def _msg(array, encoding, pad=0, bigendian=False, frame_id="cam", sec=12, nanosec=345):
@@ -39,17 +41,32 @@ def _msg(array, encoding, pad=0, bigendian=False, frame_id="cam", sec=12, nanose
     return Image(Header(Time(sec, nanosec), frame_id), h, w, encoding, int(bigendian), rows.shape[1] + pad, data)
 
 
+# The oracle: written from ROS's and cv_bridge's conventions, not from the
+# converter's tables. 16-bit data scales as cv_bridge's convertTo(CV_8U, 255/65535);
+# 8UC3 / 8UC4 are OpenCV's BGR / BGRA; ROS rggb is OpenCV's BayerBG (and so on);
+# yuv422 is UYVY, yuv422_yuy2 is YUYV.
+BAYER_ORACLE = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+                "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+
+
 def _expected_rgb(array, encoding):
-    if encoding in ("rgb8", "8UC3"):
+    if array.dtype == np.uint16:
+        array = cv2.convertScaleAbs(array, alpha=255.0 / 65535.0)
+    if encoding in ("rgb8", "rgb16"):
         return array
-    if encoding == "bgr8":
+    if encoding in ("bgr8", "bgr16", "8UC3"):
         return array[..., ::-1]
-    if encoding == "rgba8":
+    if encoding in ("rgba8", "rgba16"):
         return array[..., :3]
-    if encoding == "bgra8":
+    if encoding in ("bgra8", "bgra16", "8UC4"):
         return array[..., 2::-1]
-    gray = (array >> 8).astype(np.uint8) if array.dtype == np.uint16 else array
-    return np.repeat(gray[..., None], 3, 2)
+    if encoding.startswith("bayer_"):
+        return cv2.cvtColor(array, BAYER_ORACLE[encoding[6:10]])
+    if encoding == "yuv422":
+        return cv2.cvtColor(array, cv2.COLOR_YUV2RGB_UYVY)
+    if encoding == "yuv422_yuy2":
+        return cv2.cvtColor(array, cv2.COLOR_YUV2RGB_YUY2)
+    return np.repeat(array[..., None], 3, 2)
 
 
 # Byte order of the pixel data only matters for 16-bit encodings.
@@ -66,7 +83,7 @@ def test_cdr_parser_matches_rosbags(encoding, bigendian, pad, little_cdr, frame_
     raw = TS.serialize_cdr(msg, Image.__msgtype__, little_endian=little_cdr)
     view = parse_image_cdr(bytes(raw))
     assert (view.sec, view.nanosec, view.frame_id) == (12, 345, frame_id)
-    assert (view.height, view.width, view.encoding, view.step) == (5, 7, encoding, msg.step)
+    assert (view.height, view.width, view.encoding, view.step) == (5, 8, encoding, msg.step)
     np.testing.assert_array_equal(
         to_array(view.encoding, view.height, view.width, view.step, view.is_bigendian, view.data), array)
     np.testing.assert_array_equal(view_to_rgb(view), _expected_rgb(array, encoding))
@@ -94,14 +111,16 @@ def test_compressed(fmt, ext):
 
 
 def test_corrupt_compressed_is_named():
-    with pytest.raises(ImageConversionError, match="corrupt CompressedImage: format='jpeg', 5 bytes"):
+    with pytest.raises(ImageConversionError, match=re.escape("corrupt JPEG: no frame header (5 bytes)")):
         compressed_to_rgb("jpeg", b"\xff\xd8bad")
+    with pytest.raises(ImageConversionError, match="neither JPEG nor PNG"):
+        compressed_to_rgb("jpeg", b"GIF89a" + bytes(20))
     with pytest.raises(ImageConversionError, match="unsupported CompressedImage format 'theora'"):
         compressed_to_rgb("theora", b"123")
 
 
 @pytest.mark.parametrize("fields, match", [
-    (dict(encoding="yuv422"), "unsupported encoding: encoding='yuv422' width=7 height=5 step=21 data=105"),
+    (dict(encoding="yuv420"), "unsupported encoding: encoding='yuv420' width=7 height=5 step=21 data=105"),
     (dict(step=20), "step smaller than a row"),
     (dict(height=6), "data length != step x height"),
     (dict(width=0, height=0), "empty image"),
@@ -135,3 +154,32 @@ def test_output_fields_round_trip_through_rosbags(encoding, array):
                                            back.is_bigendian, back.data), array)
     with pytest.raises(ImageConversionError, match="does not fit"):
         image_fields(array.astype(np.float32), encoding)
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bayer_pattern_of_a_flat_colour(pattern, bits):
+    # Independent of OpenCV's naming: a mosaic of one colour, sampled by the
+    # pattern's own letters, demosaics to exactly that colour.
+    colour = {"r": 200, "g": 90, "b": 30}
+    scale = 257 if bits == 16 else 1
+    mosaic = np.empty((6, 8), np.uint16 if bits == 16 else np.uint8)
+    for i, letter in enumerate(pattern):
+        mosaic[i // 2::2, i % 2::2] = colour[letter] * scale
+    rgb = view_to_rgb(parse_image_cdr(bytes(TS.serialize_cdr(_msg(mosaic, f"bayer_{pattern}{bits}"),
+                                                             Image.__msgtype__))))
+    np.testing.assert_array_equal(rgb, np.broadcast_to(np.array([200, 90, 30], np.uint8), (6, 8, 3)))
+
+
+@pytest.mark.parametrize("bits", [10, 12, 16])
+def test_mono16_significant_bits(bits):
+    top = (1 << bits) - 1
+    values = np.array([[0, 1, top // 2, top, top + 1 if bits < 16 else top, 65535]], np.uint16)
+    want = cv2.convertScaleAbs(np.minimum(values, top), alpha=255.0 / top)[..., None].repeat(3, 2)
+    np.testing.assert_array_equal(image_msg_to_rgb(_msg(values, "mono16"), bits=bits), want)
+    assert image_msg_to_rgb(_msg(values, "mono16"), bits=bits)[0, 3, 0] == 255  # full range used
+
+
+def test_yuv422_needs_an_even_width():
+    with pytest.raises(ImageConversionError, match="yuv422 needs an even width"):
+        to_array("yuv422", 2, 3, 6, 0, bytes(12))

@@ -125,8 +125,8 @@ def test_bad_frame_is_counted_and_in_diagnostics(make_node, ros):
     ros.spin_until(lambda: diags and diags[-1].status[0].values[0].value == "1", what="diagnostics")
     status = diags[-1].status[0]
     values = {kv.key: kv.value for kv in status.values}
-    assert values["bad_frames"] == "1" and values["frames_in"] == "1" and status.level == b"\x01"
-    assert "yuv999" in status.message and masks == []
+    assert values["bad_frames"] == "1" and values["frames_in"] == "1" and status.level == b"\x02"  # ERROR
+    assert status.message.startswith("all 1 frames") and "'yuv999'" in status.message and masks == []
 
 
 def test_max_rate_skips_frames_between_accepted_ones(make_node, ros):

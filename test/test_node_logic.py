@@ -14,10 +14,9 @@ import pytest
 import yaml
 from rosbags.typesys import Stores, get_typestore
 
+from offroad_seg_ros.health import OK, WARN
 from offroad_seg_ros.latest import LatestFrameWorker
 from offroad_seg_ros.pipeline import (
-    OK,
-    WARN,
     FramePipeline,
     check_parameters,
     parse_cost_overrides,
@@ -149,23 +148,23 @@ def test_pipeline_compressed(tiny_artifact):
 
 
 def test_bad_frames_are_counted_and_skipped(pipeline):
-    before = pipeline.bad_frames
-    msg = Image(Header(Time(1, 0), "c"), 4, 4, "yuv422", 0, 8, np.zeros(32, np.uint8))
+    before = pipeline.health.bad
+    msg = Image(Header(Time(1, 0), "c"), 4, 4, "yuv999", 0, 8, np.zeros(32, np.uint8))
     assert pipeline.process(bytes(TS.serialize_cdr(msg, Image.__msgtype__)), ["mask"]) is None
     assert pipeline.process(b"\x00\x01\x00\x00garbage", ["mask"]) is None
-    assert pipeline.bad_frames == before + 2 and "truncated" in pipeline.last_error
-    level, message, values = pipeline.diagnostics(received=10, processed=8, dropped=0)
+    assert pipeline.health.bad == before + 2 and "truncated" in pipeline.health.last_bad
+    level, message, values = pipeline.diagnostics(received=10, dropped=0)
     assert dict(values)["bad_frames"] == str(before + 2)
 
 
-def test_diagnostics_report_rate_latency_and_device(pipeline):
+def test_diagnostics_report_rate_latency_and_device(tiny_artifact):
+    pipeline = FramePipeline(Segmenter(tiny_artifact, device="cpu", warmup_size=None))
     level, message, _ = pipeline.diagnostics(0, 0, 0)
     assert level == WARN and "no frames" in message
-    pipeline.bad_frames = 0
     now = time.monotonic()
     for i in range(20):
-        pipeline.stats.add(0.010 + 0.001 * i, now=now - 1 + i * 0.05)
-    level, message, values = pipeline.diagnostics(25, 20, 5, now=now)
+        pipeline.health.frame_done(100, 0, 100.010 + 0.001 * i, done_at=now - 1 + i * 0.05)
+    level, message, values = pipeline.diagnostics(25, 5, now=now)
     v = dict(values)
     assert level == OK
     assert v["frames_dropped"] == "5" and v["device"] == "cpu" and v["model"] == "tiny-random"
@@ -201,16 +200,10 @@ def test_bad_node_parameters_are_named(name, value, match):
 
 
 def test_segment_yaml_declares_every_node_parameter():
-    import importlib.util
+    from offroad_seg_ros.node import PARAMETERS  # real rclpy in the test environment
 
     params = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
-    # The node module needs rclpy; read its PARAMETERS table from the source instead.
-    tree = ast.parse((REPO / "offroad_seg_ros" / "node.py").read_text())
-    table = next(n.value for n in ast.walk(tree) if isinstance(n, ast.AnnAssign)
-                 and getattr(n.target, "id", "") == "PARAMETERS")
-    declared = {k.value: ast.literal_eval(v.elts[0]) for k, v in zip(table.keys, table.values)}
-    assert declared == params
-    assert importlib.util.find_spec("offroad_seg_ros.node") is not None
+    assert {name: default for name, (default, _) in PARAMETERS.items()} == params
 
 
 @pytest.mark.parametrize("name", ["segment.launch.py", "two_cameras.launch.py", "evaluate.launch.py"])

@@ -1,0 +1,119 @@
+"""What happened to every frame, and the worst current condition with its
+reason, for the node's /diagnostics (ROS-free).
+
+Every frame the subscription delivers ends as exactly one of: processed,
+dropped (replaced by a newer one while the model was busy), bad (could not be
+converted), rate_limited (max_rate), failed (inference raised); until then it
+is in flight (waiting or being processed, at most two). So at every report
+frames_in = processed + dropped + bad + rate_limited + failed + in_flight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import astuple, dataclass, fields
+
+from .stats import RateLatency
+
+OK, WARN, ERROR = 0, 1, 2
+
+
+@dataclass
+class Counts:
+    frames_in: int = 0
+    processed: int = 0
+    dropped: int = 0
+    bad: int = 0
+    rate_limited: int = 0
+    failed: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.frames_in - (self.processed + self.dropped + self.bad + self.rate_limited + self.failed)
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(*(a - b for a, b in zip(astuple(self), astuple(other))))
+
+
+def _fmt(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:.2f}"
+
+
+class Health:
+    """Counts and reasons for one input topic; `report` once per period."""
+
+    def __init__(self, topic: str = "image", stale_after: float = 3.0):
+        self.topic = topic
+        self.stale_after = stale_after  # seconds without input before a WARN
+        self.processed = self.bad = self.failed = self.unstamped = 0
+        self.last_bad = self.last_failure = ""
+        self.stats = RateLatency()
+        self._prev = Counts()
+        self._prev_time: float | None = None
+        self._last_input: float | None = None
+
+    def frame_bad(self, reason: str) -> None:
+        self.bad += 1
+        self.last_bad = reason
+
+    def frame_failed(self, reason: str) -> None:
+        self.failed += 1
+        self.last_failure = reason
+
+    def frame_done(self, stamp_sec: int, stamp_nanosec: int, now_sec: float, done_at: float | None = None) -> None:
+        """A processed frame; its latency from the header stamp to `now_sec`
+        (the node's clock). Unstamped frames (stamp 0, common in simulators and
+        test publishers) are counted and left out of the latency figures."""
+        self.processed += 1
+        if stamp_sec == 0 and stamp_nanosec == 0:
+            self.unstamped += 1
+            self.stats.add_frame(done_at)
+        else:
+            self.stats.add(max(0.0, now_sec - (stamp_sec + stamp_nanosec * 1e-9)), done_at)
+
+    def counts(self, received: int, dropped: int, rate_limited: int, other_failures: int = 0) -> Counts:
+        """Totals, given the subscription's and the worker's own counters. Read
+        the outcome counters before `received` so in_flight is never negative."""
+        return Counts(frames_in=received + rate_limited, processed=self.processed, dropped=dropped, bad=self.bad,
+                      rate_limited=rate_limited, failed=self.failed + other_failures)
+
+    def report(self, total: Counts, now: float) -> tuple[int, str, list[tuple[str, str]]]:
+        """(level, message, key/values) for a diagnostic_msgs/DiagnosticStatus:
+        the worst condition of the window since the last report, with its reason."""
+        window = total - self._prev
+        period = now - self._prev_time if self._prev_time is not None else math.nan
+        if self._last_input is None:
+            self._last_input = now  # silence is measured from the first report
+        if window.frames_in:
+            self._last_input = now
+        self._prev, self._prev_time = total, now
+        s = self.stats.summary(now)
+        span = f"in the last {period:.1f} s" if not math.isnan(period) else "so far"
+        quiet = now - self._last_input
+        if window.failed:
+            level, msg = ERROR, f"{window.failed} inference failure(s) {span}: {self.last_failure}"
+        elif window.bad and not window.processed:
+            level, msg = ERROR, f"all {window.bad} frames {span} were bad: {self.last_bad}"
+        elif window.bad:
+            level, msg = WARN, f"{window.bad} of {window.frames_in} frames {span} were bad: {self.last_bad}"
+        elif total.frames_in == 0:
+            level, msg = WARN, f"no frames received on {self.topic} yet"
+        elif quiet >= self.stale_after:
+            level, msg = WARN, f"no frames on {self.topic} for {quiet:.1f} s"
+        elif s["fps"] > 0 and not math.isnan(s["latency_p50_ms"]):
+            level, msg = OK, f"{s['fps']:.1f} fps, p50 {s['latency_p50_ms']:.1f} ms"
+        else:
+            level, msg = OK, f"{s['fps']:.1f} fps"
+        values = [(f.name if f.name == "frames_in" else _KEYS[f.name], str(getattr(total, f.name)))
+                  for f in fields(Counts)]
+        values += [
+            ("frames_in_flight", str(total.in_flight)), ("unstamped_frames", str(self.unstamped)),
+            ("fps", _fmt(s["fps"])), ("latency_p50_ms", _fmt(s["latency_p50_ms"])),
+            ("latency_p95_ms", _fmt(s["latency_p95_ms"])),
+            ("last_bad_frame", self.last_bad or "none"), ("last_failure", self.last_failure or "none"),
+        ]
+        return level, msg, values
+
+
+_KEYS = {"processed": "frames_processed", "dropped": "frames_dropped", "bad": "bad_frames",
+         "rate_limited": "frames_rate_limited", "failed": "inference_failures"}
