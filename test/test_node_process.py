@@ -113,6 +113,28 @@ def test_use_sim_time_latency_from_clock(start_node, peer):
     assert _diag_values(diags[-1])["latency_p50_ms"] == "250.00"
 
 
+def test_short_soak_every_frame_accounted_for(start_node, peer):
+    """bench/soak.py's short version: a burst of mixed good and bad frames, far
+    faster than the model; every one ends in exactly one count."""
+    node = start_node("-p", "qos_reliability:=reliable", "-p", "qos_depth:=500", "-p", "diagnostics_period:=0.2")
+    diags = peer.collect(DiagnosticArray, "/diagnostics")
+    pub = peer.publisher(Image, "/image", RELIABLE)
+    node.wait_for_line("segmenting")
+    peer.wait_for_subscriber(pub)
+    good = image_cdr(random_rgb(120, 160), sec=3)
+    kinds = [good, image_cdr(random_rgb(120, 160), encoding="xyz"), image_cdr(random_rgb(120, 160), sec=0),
+             image_cdr(random_rgb(120, 160))[:-50]]
+    for i in range(300):
+        pub.publish(kinds[i % 7 % 4])
+    peer.spin_until(lambda: diags and _diag_values(diags[-1])["frames_in"] == "300"
+                    and _diag_values(diags[-1])["frames_in_flight"] == "0", timeout=60, what="all 300 frames settled")
+    v = {k: int(x) for k, x in _diag_values(diags[-1]).items() if k.startswith(("frames", "bad", "inference"))}
+    assert v["frames_in"] == (v["frames_processed"] + v["frames_dropped"] + v["bad_frames"]
+                              + v["frames_rate_limited"] + v["inference_failures"]) == 300
+    assert v["bad_frames"] > 0 and v["frames_dropped"] > 0 and v["inference_failures"] == 0
+    assert node.proc.poll() is None
+
+
 @pytest.mark.parametrize("model, param, message", [
     ("missing", None, "does not exist"),
     (None, "qos_reliability:=reliabel", "qos_reliability must be best_effort or reliable, got 'reliabel'"),

@@ -1,0 +1,211 @@
+"""Through real DDS on this machine (loopback, Fast DDS, the large-frame
+profile): 960x540 rgb8 camera frames to the node and masks back.
+
+python bench/ros_bench.py [--frames 100] [--json bench/ros_results.json]
+
+Sections, one run:
+- transport: publish -> the node's callback -> mono8 mask published back ->
+  received, with a trivial model (an echo process built from the node's own
+  parts: raw subscription, newest-frame worker, FramePipeline), against the
+  same with a plain (deserializing) rclpy Image subscription;
+- light profile end to end: segmentation_node (onnxruntime) offered 10 and 30 Hz;
+- replay: `offroad-seg replay --lockstep` throughput on a generated bag.
+Latency is stamp (set at publish) -> mask received, wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 100))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from results import RESULTS, markdown, row  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+BIN = Path(sys.executable).parent
+H, W = 540, 960
+
+
+def _stamp_now(msg: Image) -> None:
+    t = time.time_ns()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = t // 10**9, t % 10**9
+
+
+def echo(mode: str) -> None:
+    """The node's I/O path with a trivial model: every frame answered with an all-zero mask."""
+    from offroad_seg_ros.image_msgs import image_msg_to_rgb
+    from offroad_seg_ros.latest import LatestFrameWorker
+    from offroad_seg_ros.pipeline import FramePipeline
+    from offroad_seg_ros.segmenter import Segmentation
+
+    class Trivial:
+        def __call__(self, rgb, wanted):
+            return Segmentation(mask=np.zeros(rgb.shape[:2], np.uint8))
+
+    rclpy.init()
+    node = Node("echo")
+    pub = node.create_publisher(Image, "~/mask", 1)
+    pipe = FramePipeline(Trivial())  # type: ignore[arg-type]
+
+    def raw_frame(raw: bytes) -> None:
+        res = pipe.process(raw, ["mask"])
+        if res is not None:
+            out = Image(**res.outputs["mask"])
+            out.header.stamp.sec, out.header.stamp.nanosec = res.header.sec, res.header.nanosec
+            pub.publish(out)
+
+    def plain_frame(msg: Image) -> None:
+        rgb = image_msg_to_rgb(msg)
+        pub.publish(Image(header=msg.header, height=rgb.shape[0], width=rgb.shape[1], encoding="mono8",
+                          step=rgb.shape[1], data=np.zeros(rgb.shape[:2], np.uint8).tobytes()))
+
+    if mode == "raw":
+        worker = LatestFrameWorker(raw_frame)
+        node.create_subscription(Image, "image", worker.submit, qos_profile_sensor_data, raw=True)
+    else:
+        worker = LatestFrameWorker(plain_frame)
+        node.create_subscription(Image, "image", worker.submit, qos_profile_sensor_data)
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+
+
+class Client:
+    def __init__(self, mask_topic: str):
+        self.ctx = Context()
+        rclpy.init(context=self.ctx)
+        self.node = Node("bench_client", context=self.ctx)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.pub = self.node.create_publisher(Image, "/image", qos_profile_sensor_data)
+        self.lat: list[float] = []
+        self.node.create_subscription(Image, mask_topic, self._on_mask,
+                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+
+    def _on_mask(self, msg: Image) -> None:
+        self.lat.append(time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+
+    def connect(self, timeout: float = 120) -> None:
+        end = time.monotonic() + timeout
+        while self.pub.get_subscription_count() == 0:
+            if time.monotonic() > end:
+                raise RuntimeError("the node never subscribed")
+            self.ex.spin_once(timeout_sec=0.1)
+
+    def offer(self, rate: float, n: int) -> tuple[float, float, int]:
+        """Offer n frames at `rate` Hz; (p50 ms, p95 ms, masks received)."""
+        img = Image(height=H, width=W, encoding="rgb8", step=W * 3,
+                    data=np.random.default_rng(0).integers(0, 256, H * W * 3, dtype=np.uint8).tobytes())
+        # warm-up
+        for _ in range(5):
+            _stamp_now(img)
+            self.pub.publish(img)
+            self._spin_for(0.3)
+        self.lat.clear()
+        start = time.monotonic()
+        for i in range(n):
+            due = start + i / rate
+            while (now := time.monotonic()) < due:
+                self.ex.spin_once(timeout_sec=due - now)
+            _stamp_now(img)
+            self.pub.publish(img)
+        self._spin_for(1.5)
+        lat = np.array(self.lat) * 1e3
+        return float(np.percentile(lat, 50)), float(np.percentile(lat, 95)), len(lat)
+
+    def _spin_for(self, s: float) -> None:
+        end = time.monotonic() + s
+        while time.monotonic() < end:
+            self.ex.spin_once(timeout_sec=0.01)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+
+
+def _run_against(cmd: list[str], mask_topic: str, rates: list[float], n: int, label: str, key: str) -> None:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = Client(mask_topic)
+    try:
+        client.connect()
+        for rate in rates:
+            p50, p95, got = client.offer(rate, n)
+            row(f"{label}, {rate:g} Hz: p50 stamp -> mask", p50, "ms", f"{key}_{rate:g}hz_p50_ms")
+            row(f"{label}, {rate:g} Hz: p95", p95, "ms", f"{key}_{rate:g}hz_p95_ms")
+            row(f"{label}, {rate:g} Hz: masks received of {n}", got, "frames", f"{key}_{rate:g}hz_received")
+    finally:
+        client.close()
+        proc.send_signal(2)
+        proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=100, help="frames per rate (default 100)")
+    parser.add_argument("--json", help="write results as JSON to this path")
+    parser.add_argument("--echo", choices=["raw", "plain"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.echo:
+        return echo(args.echo)
+    from cpu_bench import cpu_name, light_artifact
+
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}; "
+          f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")
+    n = args.frames
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for mode in ("raw", "plain"):
+            _run_against([sys.executable, __file__, "--echo", mode], "/echo/mask", [10, 30], n,
+                         f"transport, {mode} {'CDR' if mode == 'raw' else 'rclpy Image'} subscription",
+                         f"transport_{mode}")
+        light = light_artifact(tmp)
+        node = [str(BIN / "segmentation_node"), "--ros-args", "-p", f"model:={light}", "-p", "backend:=onnxruntime",
+                "-p", "publish_cost:=false"]
+        _run_against(node, "/segmentation_node/mask", [10, 30], n, "light profile node (onnxruntime)", "light")
+
+        from offroad_seg_ros.bag import write_bag
+        from offroad_seg_train.synth import generate
+
+        generate(tmp / "synth", {"test": 20}, seed=0, workers=2, progress=None)
+        bag = write_bag(tmp / "synth" / "test", tmp / "bag")
+        proc = subprocess.Popen([*node, "-r", "image:=/camera/image_raw"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            out = subprocess.run([str(BIN / "offroad-seg"), "replay", str(bag), "--out", str(tmp / "replayed"),
+                                  "--lockstep", "--quiet", "--wait", "120"], capture_output=True, text=True, check=True)
+            fps = float(out.stdout.split(" frames/s")[0].split()[-1])
+            row("replay --lockstep, light profile node, 20 frames 960x540", fps, "frames/s", "replay_lockstep_fps")
+        finally:
+            proc.send_signal(2)
+            proc.wait(30)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "results": RESULTS},
+                                              indent=1))
+    print("\n" + markdown("ROS 2 benchmark (real DDS, loopback)"))
+
+
+if __name__ == "__main__":
+    main()
