@@ -63,3 +63,6 @@ docs: $(VENV)/.installed
 	mkdir -p docs/report
 	cp demo-out/report/*.png demo-out/report/report.md docs/report/
 	cp demo-out/preview.png docs/demo_preview.png
+	$(VENV)/bin/offroad-seg project demo-out/data/test --out demo-out/projection --limit 1 --size 8 8 --origin 0 -4 \
+		--pose 0 0 1.5 0 0.25 0 --force
+	cp demo-out/projection/000000.png docs/projection_preview.png

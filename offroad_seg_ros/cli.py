@@ -128,6 +128,20 @@ def split_topic(node: str) -> str:
     return node if node.startswith("/") else "/" + node
 
 
+def _project(args: argparse.Namespace) -> int:
+    from .ground_view import camera_from_yaml, project_source
+    from .projection import CameraPose, GridSpec
+
+    camera = camera_from_yaml(args.camera) if args.camera else None
+    pose = CameraPose.from_list(args.pose)
+    origin = args.origin or (None, None)
+    grid = GridSpec(args.resolution, args.size[0], args.size[1], origin[0], origin[1], max_range=args.max_range)
+    written = project_source(args.source, args.out, camera, pose, grid, model=args.model, hfov=args.hfov,
+                             limit=args.limit, device=args.device, image_topic=args.image_topic, force=args.force)
+    print(f"{len(written)} picture(s) written to {args.out}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from offroad_seg_train.demo import run_demo
 
@@ -220,6 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="replace an existing output bag")
     p.set_defaults(func=_replay)
+
+    p = sub.add_parser("project", help="draw frames beside their ground grid (image | classes | grid)")
+    p.add_argument("source", help="bag or dataset split folder")
+    p.add_argument("--out", required=True, help="folder to create, one PNG per frame")
+    p.add_argument("--model", help="model artifact to segment with (default: the ground-truth masks)")
+    p.add_argument("--camera", help="camera calibration YAML (camera_calibration format); default: --hfov pinhole")
+    p.add_argument("--hfov", type=float, default=90.0, help="horizontal field of view without --camera (deg)")
+    p.add_argument("--pose", type=float, nargs=6, default=[0.0, 0.0, 1.5, 0.0, 0.25, 0.0],
+                   metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"), help="camera in base_frame (m, rad)")
+    p.add_argument("--resolution", type=float, default=0.05, help="m per cell (default 0.05)")
+    p.add_argument("--size", type=float, nargs=2, default=[10.0, 10.0], metavar=("X", "Y"), help="grid size (m)")
+    p.add_argument("--origin", type=float, nargs=2, metavar=("X", "Y"),
+                   help="the grid's lower-left corner in base_frame (m; default: centred on base_frame)")
+    p.add_argument("--max-range", type=float, default=8.0, help="m (default 8)")
+    p.add_argument("--limit", type=int, default=8, help="frames to draw (default 8)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_project)
 
     p = sub.add_parser("demo", help="synth -> train -> export -> bag -> eval on generated data")
     p.add_argument("--out", default="demo-out", help="working folder (default demo-out)")

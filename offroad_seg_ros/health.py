@@ -77,9 +77,11 @@ class Health:
         return Counts(frames_in=received + rate_limited, processed=self.processed, dropped=dropped, bad=self.bad,
                       rate_limited=rate_limited, failed=self.failed + other_failures)
 
-    def report(self, total: Counts, now: float) -> tuple[int, str, list[tuple[str, str]]]:
+    def report(self, total: Counts, now: float,
+               extra: list[tuple[int, str]] | None = None) -> tuple[int, str, list[tuple[str, str]]]:
         """(level, message, key/values) for a diagnostic_msgs/DiagnosticStatus:
-        the worst condition of the window since the last report, with its reason."""
+        the worst condition of the window since the last report, with its
+        reason; `extra` conditions (e.g. the ground outputs') compete too."""
         window = total - self._prev
         period = now - self._prev_time if self._prev_time is not None else math.nan
         if self._last_input is None:
@@ -104,6 +106,9 @@ class Health:
             level, msg = OK, f"{s['fps']:.1f} fps, p50 {s['latency_p50_ms']:.1f} ms"
         else:
             level, msg = OK, f"{s['fps']:.1f} fps"
+        for extra_level, extra_msg in extra or []:
+            if extra_level > level:
+                level, msg = extra_level, extra_msg
         values = [(f.name if f.name == "frames_in" else _KEYS[f.name], str(getattr(total, f.name)))
                   for f in fields(Counts)]
         values += [

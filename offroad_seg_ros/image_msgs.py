@@ -73,18 +73,25 @@ def _describe(encoding: str, height: int, width: int, step: int, nbytes: int) ->
     return f"encoding={encoding!r} width={width} height={height} step={step} data={nbytes} bytes"
 
 
-def to_array(encoding: str, height: int, width: int, step: int, is_bigendian: int, data: Any) -> np.ndarray:
+# Depth images (sensor_msgs/Image): millimetres in 16-bit, metres in float.
+DEPTH_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
+    "16UC1": (1, U16), "mono16": (1, U16), "32FC1": (1, np.dtype(np.float32)),
+}
+
+
+def to_array(encoding: str, height: int, width: int, step: int, is_bigendian: int, data: Any,
+             encodings: dict[str, tuple[int, np.dtype]] = ENCODINGS) -> np.ndarray:
     """(H, W) or (H, W, C) numpy view of an Image's data (a copy only for
-    byte-swapped 16-bit data). Padded rows (step > width * bytes per pixel)
+    byte-swapped multi-byte data). Padded rows (step > width * bytes per pixel)
     are sliced off without copying."""
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
     nbytes = buf.size
-    if encoding not in ENCODINGS:
+    if encoding not in encodings:
         raise ImageConversionError(
             f"unsupported encoding: {_describe(encoding, height, width, step, nbytes)}; "
-            f"supported: {', '.join(ENCODINGS)}"
+            f"supported: {', '.join(encodings)}"
         )
-    channels, dtype = ENCODINGS[encoding]
+    channels, dtype = encodings[encoding]
     row = width * channels * dtype.itemsize
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"empty image: {_describe(encoding, height, width, step, nbytes)}")

@@ -8,6 +8,7 @@ newest frame to one worker thread, publishes outputs with the input header and
 
 from __future__ import annotations
 
+import array
 import sys
 import time
 from typing import Any
@@ -15,21 +16,24 @@ from typing import Any
 import rclpy
 import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from .artifact import ArtifactError
-from .health import Health
+from .ground import POINT_FIELDS, GroundMapper, pointcloud_fields
+from .health import WARN, Health
 from .image_msgs import MAX_PIXELS
 from .latest import LatestFrameWorker
 from .model import ModelConfigError
 from .pipeline import FramePipeline, check_parameters, parse_cost_overrides, wanted_outputs
+from .projection import CameraPose, ClassCosts, GridSpec
 from .segmenter import Segmenter
 from .shutdown import Shutdown, ShutdownRequested
 
@@ -53,6 +57,19 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "qos_depth": (1, "input subscription queue depth"),
     "qos_reliability": ("best_effort", "input reliability: best_effort | reliable"),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
+    "publish_grid": (False, "publish ~/grid (nav_msgs/OccupancyGrid) from camera_info and camera_pose"),
+    "publish_obstacles": (False, "publish ~/obstacles (sensor_msgs/PointCloud2): obstacle-class cells"),
+    "base_frame": ("base_link", "frame of ~/grid and ~/obstacles: the robot's base"),
+    "camera_pose": ([0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+                    "camera body frame (x forward, z up) in base_frame: x, y, z, roll, pitch, yaw (m, rad)"),
+    "rectified": (False, "images are rectified: project with camera_info's P and no distortion"),
+    "grid_resolution": (0.05, "m per grid cell"),
+    "grid_size": ([10.0, 10.0], "grid extent in m along x and y, centred on base_frame"),
+    "max_range": (8.0, "m from base_frame; pixels landing farther stay unknown"),
+    "obstacle_height": (0.3, "z of the ~/obstacles points, m"),
+    "depth": (False, "place pixels by an aligned depth image (topic depth) instead of on flat ground"),
+    "depth_fallback": ("flat", "a frame without a paired depth image: flat (flat ground) | skip (no grid)"),
+    "depth_slop": (0.02, "s: the largest stamp difference between a colour frame and its depth image"),
 }
 OUTPUTS = ("mask", "cost", "confidence", "color", "overlay")
 
@@ -100,6 +117,7 @@ class SegmentationNode(Node):
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", 1) for name in OUTPUTS if self.enabled[name]}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
         self.create_subscription(msg_type, topic, self._on_frame, qos, raw=True)
+        self.ground = self._ground_outputs(p)
         # Steady time: diagnostics keep coming while a simulation (or a paused bag) holds /clock still.
         self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -107,6 +125,44 @@ class SegmentationNode(Node):
             f"segmenting {self.resolve_topic_name(topic)} with {self.segmenter.name} on "
             f"{self.segmenter.device} ({self.segmenter.precision}, {self.segmenter.backend})"
         )
+
+    def _ground_outputs(self, p: dict[str, Any]) -> GroundMapper | None:
+        """~/grid and ~/obstacles (off by default): camera_info (and depth) in."""
+        if not (p["publish_grid"] or p["publish_obstacles"]):
+            return None
+        size_x, size_y = (float(v) for v in p["grid_size"])
+        self.grid_spec = GridSpec(p["grid_resolution"], size_x, size_y, max_range=p["max_range"])
+        mapper = GroundMapper(CameraPose.from_list(list(p["camera_pose"])), self.grid_spec,
+                              ClassCosts(self.segmenter.classes, self.segmenter.cost_lut.cpu().numpy()),
+                              rectified=p["rectified"], depth=p["depth"], depth_fallback=p["depth_fallback"],
+                              depth_slop=p["depth_slop"], info_topic=self.resolve_topic_name("camera_info"))
+        self.base_frame, self.obstacle_height = str(p["base_frame"]), float(p["obstacle_height"])
+        self.grid_pub = self.create_publisher(OccupancyGrid, "~/grid", 1) if p["publish_grid"] else None
+        self.cloud_pub = self.create_publisher(PointCloud2, "~/obstacles", 1) if p["publish_obstacles"] else None
+        self.create_subscription(CameraInfo, "camera_info", mapper.on_camera_info, qos_profile_sensor_data, raw=True)
+        if p["depth"]:
+            self.create_subscription(Image, "depth", mapper.on_depth, qos_profile_sensor_data, raw=True)
+        return mapper
+
+    def _publish_ground(self, mask: Any, header: Header) -> None:
+        assert self.ground is not None
+        frame = self.ground.project(mask, header.stamp.sec * 10**9 + header.stamp.nanosec)
+        if frame is None:
+            return
+        out_header = Header(stamp=header.stamp, frame_id=self.base_frame)
+        if self.grid_pub is not None:
+            grid = OccupancyGrid(header=out_header)
+            g = self.grid_spec
+            grid.info.map_load_time = header.stamp
+            grid.info.resolution, grid.info.width, grid.info.height = float(g.resolution), g.cols, g.rows
+            grid.info.origin.position.x, grid.info.origin.position.y = (float(v) for v in g.origin)
+            grid.info.origin.orientation.w = 1.0
+            grid.data = array.array("b", frame.occupancy().tobytes())
+            self.grid_pub.publish(grid)
+        if self.cloud_pub is not None:
+            fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1) for n, o in POINT_FIELDS]
+            self.cloud_pub.publish(PointCloud2(header=out_header, fields=fields,
+                                               **pointcloud_fields(frame.points(self.grid_spec, self.obstacle_height))))
 
     # The subscription callback only hands over the bytes: never blocks on inference.
     def _on_frame(self, raw: bytes) -> None:
@@ -120,6 +176,8 @@ class SegmentationNode(Node):
     def _process(self, item: tuple[bytes, float]) -> None:
         raw, _ = item
         wanted = wanted_outputs(self.enabled, lambda n: self.pubs[n].get_subscription_count())
+        if self.ground is not None and "mask" not in wanted:
+            wanted.append("mask")  # the ground outputs project the mask
         health = self.pipeline.health
         failures = health.failed
         result = self.pipeline.process(raw, wanted)
@@ -132,7 +190,10 @@ class SegmentationNode(Node):
         header = Header(frame_id=result.header.frame_id)
         header.stamp.sec, header.stamp.nanosec = result.header.sec, result.header.nanosec
         for name, fields in result.outputs.items():
-            self.pubs[name].publish(Image(header=header, **fields))
+            if name in self.pubs:
+                self.pubs[name].publish(Image(header=header, **fields))
+        if self.ground is not None:
+            self._publish_ground(result.mask, header)
         health.frame_done(result.header.sec, result.header.nanosec, self.get_clock().now().nanoseconds * 1e-9)
 
     def _failed(self, item: tuple[bytes, float], exc: BaseException) -> None:
@@ -140,7 +201,11 @@ class SegmentationNode(Node):
 
     def _publish_diagnostics(self) -> None:
         w = self.worker
-        level, message, values = self.pipeline.diagnostics(w.received, w.dropped, self.rate_skipped, w.failed)
+        ground_warning = self.ground.condition() if self.ground is not None else None
+        level, message, values = self.pipeline.diagnostics(w.received, w.dropped, self.rate_skipped, w.failed,
+                                                           extra=[(WARN, ground_warning)] if ground_warning else None)
+        if self.ground is not None:
+            values += self.ground.values()
         status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",
                                   message=message, hardware_id=str(self.segmenter.device),
                                   values=[KeyValue(key=k, value=v) for k, v in values])

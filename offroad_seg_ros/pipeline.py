@@ -57,6 +57,12 @@ def check_parameters(p: dict[str, Any]) -> None:
     if not 8 <= p["input_bits"] <= 16:
         raise ValueError(f"parameter input_bits must be within 8..16 (significant bits of 16-bit input), "
                          f"got {p['input_bits']}")
+    if p["publish_grid"] or p["publish_obstacles"]:
+        if p["grid_resolution"] <= 0 or p["max_range"] <= 0 or len(p["grid_size"]) != 2 or min(p["grid_size"]) <= 0:
+            raise ValueError(f"parameters grid_resolution ({p['grid_resolution']}), grid_size ({list(p['grid_size'])}) "
+                             f"and max_range ({p['max_range']}) must be positive, grid_size two values")
+        if p["depth_fallback"] not in ("flat", "skip"):
+            raise ValueError(f"parameter depth_fallback must be flat or skip, got {p['depth_fallback']!r}")
     if not p["model"]:
         raise ValueError("parameter model is empty: pass model:=/path/to/artifact (model.json + weights.safetensors)")
 
@@ -65,6 +71,7 @@ def check_parameters(p: dict[str, Any]) -> None:
 class FrameResult:
     header: ImageView
     outputs: dict[str, dict[str, Any]]  # name -> Image fields (no header)
+    mask: Any = None  # uint8 (H, W) class indices, when "mask" was asked for
 
 
 @dataclass
@@ -94,13 +101,14 @@ class FramePipeline:
         except Exception as exc:  # noqa: BLE001 - counted and shown in /diagnostics; the node carries on
             self.health.frame_failed(f"{type(exc).__name__}: {exc}")
             return None
-        return FrameResult(view, outputs)
+        return FrameResult(view, outputs, seg.mask)
 
     def diagnostics(self, received: int, dropped: int, rate_limited: int = 0, other_failures: int = 0,
-                    now: float | None = None) -> tuple[int, str, list[tuple[str, str]]]:
+                    now: float | None = None,
+                    extra: list[tuple[int, str]] | None = None) -> tuple[int, str, list[tuple[str, str]]]:
         """(level, message, key/values) for a diagnostic_msgs/DiagnosticStatus."""
         total = self.health.counts(received, dropped, rate_limited, other_failures)
-        level, msg, values = self.health.report(total, time.monotonic() if now is None else now)
+        level, msg, values = self.health.report(total, time.monotonic() if now is None else now, extra)
         seg = self.segmenter
         values += [("device", str(seg.device)), ("precision", seg.precision), ("backend", seg.backend),
                    ("model", seg.name)]

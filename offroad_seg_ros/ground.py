@@ -1,0 +1,180 @@
+"""The node's ground outputs without rclpy: camera_info and depth in, the
+grid and obstacle points of each segmented frame out (projection.py does the
+geometry), with the reasons a frame got no grid, for /diagnostics.
+
+The camera model comes from camera_info (serialized, parsed with rosbags'
+typestore: one small message per frame); the lookup table is rebuilt only
+when the model changes. Depth frames are kept by stamp for a short while and
+paired with the colour frame of the same stamp (within `depth_slop`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
+
+from .image_msgs import DEPTH_ENCODINGS, ImageConversionError, parse_image_cdr, to_array
+from .projection import (
+    CameraModel,
+    CameraPose,
+    ClassCosts,
+    GridSpec,
+    GroundProjector,
+    ProjectionError,
+    obstacle_points,
+    occupancy_values,
+)
+
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+DEPTH_FALLBACKS = ("flat", "skip")
+
+
+@dataclass
+class GroundFrame:
+    cost: np.ndarray  # uint8 (rows, cols), 255 unknown
+    obstacle: np.ndarray  # bool (rows, cols)
+    used_depth: bool
+
+    def occupancy(self) -> np.ndarray:
+        return occupancy_values(self.cost)
+
+    def points(self, grid: GridSpec, height: float) -> np.ndarray:
+        return obstacle_points(self.cost, self.obstacle, grid, height)
+
+
+class GroundMapper:
+    def __init__(self, pose: CameraPose, grid: GridSpec, costs: ClassCosts, rectified: bool = False,
+                 depth: bool = False, depth_fallback: str = "flat", depth_slop: float = 0.02,
+                 info_topic: str = "camera_info"):
+        pose.check()  # fatal at start: below the ground, or looking up
+        if depth_fallback not in DEPTH_FALLBACKS:
+            raise ValueError(f"parameter depth_fallback must be flat or skip, got {depth_fallback!r}")
+        self.pose, self.grid, self.costs = pose, grid, costs
+        self.rectified, self.depth, self.depth_fallback = rectified, depth, depth_fallback
+        self.depth_slop_ns = int(depth_slop * 1e9)
+        self.info_topic = info_topic
+        self._lock = threading.Lock()
+        self._model: CameraModel | None = None
+        self._projector: GroundProjector | None = None
+        self._depth: OrderedDict[int, bytes] = OrderedDict()
+        self.bad_camera_info = 0
+        self.skipped = 0  # frames without a grid (no camera_info yet, size mismatch, no depth)
+        self.projected = 0
+        self.last_problem = ""
+        self._reported_skips = 0
+
+    # -- inputs (executor thread) --------------------------------------------
+    def on_camera_info(self, raw: bytes) -> None:
+        try:
+            msg = TYPESTORE.deserialize_cdr(bytes(raw), CAMERA_INFO)
+            model = CameraModel.from_camera_info(msg, self.rectified)
+        except Exception as exc:  # noqa: BLE001 - a malformed camera_info is refused, counted and named
+            self.bad_camera_info += 1
+            self.last_problem = f"camera_info on {self.info_topic} refused: {exc}"
+            return
+        with self._lock:
+            self._model = model
+
+    def on_depth(self, raw: bytes) -> None:
+        view = parse_image_cdr(raw)
+        with self._lock:
+            self._depth[view.sec * 10**9 + view.nanosec] = bytes(raw)
+            while len(self._depth) > 8:
+                self._depth.popitem(last=False)
+
+    # -- per frame (worker thread) ---------------------------------------------
+    def project(self, mask: np.ndarray, stamp_ns: int) -> GroundFrame | None:
+        """The grid of one frame, or None (counted, reason in last_problem)."""
+        with self._lock:
+            model = self._model
+            depth_raw = self._pair_depth(stamp_ns) if self.depth else None
+        if model is None:
+            return self._skip(f"no camera_info received on {self.info_topic} yet: ~/grid and ~/obstacles wait")
+        projector = self._projector
+        if projector is None or projector.camera != model:
+            try:
+                projector = self._projector = GroundProjector(model, self.pose, self.grid)
+            except ProjectionError as exc:
+                self.bad_camera_info += 1
+                return self._skip(f"camera_info on {self.info_topic} refused: {exc}")
+            if not projector.sees_ground:
+                return self._skip(f"camera_pose and camera_info on {self.info_topic}: no pixel sees the ground "
+                                  f"within max_range {self.grid.max_range} m")
+        if mask.shape != (model.height, model.width):
+            self.bad_camera_info += 1
+            return self._skip(f"camera_info on {self.info_topic} says {model.width}x{model.height}, the image is "
+                              f"{mask.shape[1]}x{mask.shape[0]}")
+        depth = None
+        if self.depth:
+            if depth_raw is None:
+                if self.depth_fallback == "skip":
+                    return self._skip("no depth image with the colour frame's stamp")
+            else:
+                try:
+                    depth = depth_metres(depth_raw, model.width, model.height)
+                except ImageConversionError as exc:
+                    return self._skip(f"depth image refused: {exc}")
+        cost, obstacle = projector.project(mask, self.costs, depth)
+        self.projected += 1
+        return GroundFrame(cost, obstacle, depth is not None)
+
+    def _pair_depth(self, stamp_ns: int) -> bytes | None:
+        if not self._depth:
+            return None
+        best = min(self._depth, key=lambda s: abs(s - stamp_ns))
+        return self._depth[best] if abs(best - stamp_ns) <= self.depth_slop_ns else None
+
+    def _skip(self, reason: str) -> GroundFrame | None:
+        """Count a frame without a grid and keep the reason; None."""
+        self.skipped += 1
+        self.last_problem = reason
+        return None
+
+    @property
+    def waiting_for_camera_info(self) -> bool:
+        return self._model is None
+
+    def condition(self) -> str | None:
+        """A WARN message for /diagnostics, or None: camera_info still missing,
+        or frames that got no grid since the last call."""
+        new = self.skipped - self._reported_skips
+        self._reported_skips = self.skipped
+        if self.waiting_for_camera_info:
+            return f"no camera_info received on {self.info_topic} yet: ~/grid and ~/obstacles wait"
+        if new:
+            return f"{new} frame(s) without a grid: {self.last_problem}"
+        return None
+
+    def values(self) -> list[tuple[str, str]]:
+        return [("grid_frames", str(self.projected)), ("grid_skipped", str(self.skipped)),
+                ("camera_info_refused", str(self.bad_camera_info)),
+                ("ground_problem", self.last_problem or "none")]
+
+
+def depth_metres(raw: bytes, width: int, height: int) -> np.ndarray:
+    """A serialized depth Image (16UC1 / mono16 in mm, 32FC1 in m) -> float32
+    metres at (height, width), resized (nearest) if it differs; invalid = 0 / NaN / inf."""
+    view = parse_image_cdr(raw)
+    arr = to_array(view.encoding, view.height, view.width, view.step, view.is_bigendian, view.data, DEPTH_ENCODINGS)
+    metres = arr.astype(np.float32) * (np.float32(0.001) if arr.dtype == np.uint16 else np.float32(1.0))
+    if metres.shape != (height, width):
+        metres = cv2.resize(metres, (width, height), interpolation=cv2.INTER_NEAREST)
+    return metres
+
+
+def pointcloud_fields(points: np.ndarray) -> dict[str, Any]:
+    """sensor_msgs/PointCloud2 fields (without header and `fields`) for (N, 4)
+    float32 x, y, z, cost: one unorganised row, 16 bytes a point, little-endian."""
+    pts = np.ascontiguousarray(points, dtype="<f4")
+    return {"height": 1, "width": int(pts.shape[0]), "is_bigendian": False, "point_step": 16,
+            "row_step": 16 * int(pts.shape[0]), "is_dense": True, "data": pts.tobytes()}
+
+
+POINT_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("cost", 12))  # all FLOAT32 (PointField datatype 7), count 1

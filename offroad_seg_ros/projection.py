@@ -1,0 +1,284 @@
+"""Segmented camera frames onto the ground around the robot (ROS-free).
+
+Flat-ground inverse perspective mapping from a pinhole camera model (the
+fields of sensor_msgs/CameraInfo) and the camera's pose in the robot's base
+frame; or, with an aligned depth image, each pixel placed by its depth. The
+result is a grid of Nav2 costs in the base frame (and the obstacle cells as
+points), ready for nav_msgs/OccupancyGrid and sensor_msgs/PointCloud2.
+
+Frames: the pose is the camera body frame (x forward, y left, z up, REP-103)
+relative to the base frame, as in a URDF's `<origin xyz rpy>` for the camera
+link; the optical frame (z forward, x right, y down, REP-103's `_optical`) is
+derived from it. Positive pitch looks down.
+
+Per cell: the highest cost among obstacle-class pixels landing in it, else
+the cost of the majority free / rough class, else unknown (255). Sky and
+unpredicted (255) pixels, and every ray at or above the horizon, never
+project. The pixel -> cell table is built once per camera model, pose and
+grid (`GroundProjector`); a frame is then one gather and one bincount.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .classes import ClassTable
+
+UNKNOWN = 255
+DISTORTION_MODELS = ("", "none", "plumb_bob", "rational_polynomial", "equidistant")
+
+
+class ProjectionError(ValueError):
+    """A camera model, pose or depth image that cannot be projected; the message names it."""
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    width: int
+    height: int
+    k: tuple[float, ...]  # row-major 3x3
+    d: tuple[float, ...] = ()
+    distortion_model: str = "plumb_bob"
+
+    @classmethod
+    def from_camera_info(cls, info: Any, rectified: bool = False) -> CameraModel:
+        """A sensor_msgs/CameraInfo (rclpy or rosbags message, or anything with
+        its fields). `rectified`: the images are rectified, so P's left 3x3
+        and no distortion describe them."""
+        if rectified:
+            p = [float(v) for v in info.p]
+            model = cls(int(info.width), int(info.height), (p[0], p[1], p[2], p[4], p[5], p[6], 0.0, 0.0, 1.0))
+        else:
+            model = cls(int(info.width), int(info.height), tuple(float(v) for v in info.k),
+                        tuple(float(v) for v in info.d), str(info.distortion_model))
+        model.check()
+        return model
+
+    def check(self) -> None:
+        fx, fy = self.k[0], self.k[4]
+        if self.width <= 0 or self.height <= 0:
+            raise ProjectionError(f"camera_info has no image size ({self.width}x{self.height})")
+        if not (fx > 0 and fy > 0 and math.isfinite(fx) and math.isfinite(fy)):
+            raise ProjectionError(f"camera_info has a zero or invalid focal length (fx={fx}, fy={fy}): K={self.k}")
+        if self.distortion_model not in DISTORTION_MODELS:
+            raise ProjectionError(f"camera_info distortion_model {self.distortion_model!r} is not supported; "
+                                  f"use one of {', '.join(m for m in DISTORTION_MODELS if m)}")
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.array(self.k, np.float64).reshape(3, 3)
+
+    def normalized(self, uv: np.ndarray) -> np.ndarray:
+        """(N, 2) pixel coordinates -> (N, 2) undistorted normalized coordinates (x/z, y/z)."""
+        pts = np.ascontiguousarray(uv, np.float64).reshape(-1, 1, 2)
+        d = np.array(self.d, np.float64)
+        # OpenCV's default 5 iterations leave pixel-sized errors near the
+        # edges of a strongly distorted lens; the table is built once, so iterate to convergence.
+        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-10)
+        eye = np.eye(3)
+        if self.distortion_model == "equidistant":
+            out = cv2.fisheye.undistortPoints(pts, self.matrix, d[:4] if d.size >= 4 else np.zeros(4), R=eye, P=eye,
+                                              criteria=crit)
+        elif d.size and np.any(d):
+            out = cv2.undistortPointsIter(pts, self.matrix, d, eye, eye, crit)
+        else:
+            k = self.matrix
+            return np.stack([(uv[:, 0] - k[0, 2]) / k[0, 0], (uv[:, 1] - k[1, 2]) / k[1, 1]], 1)
+        return out.reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class CameraPose:
+    """The camera body frame in the base frame: metres and radians."""
+
+    x: float = 0.0
+    y: float = 0.0
+    z: float = 1.0
+    roll: float = 0.0
+    pitch: float = 0.0
+    yaw: float = 0.0
+
+    @classmethod
+    def from_list(cls, values: list[float]) -> CameraPose:
+        if len(values) != 6:
+            raise ProjectionError(f"camera_pose needs 6 values [x, y, z, roll, pitch, yaw], got {list(values)}")
+        return cls(*map(float, values))
+
+    def check(self) -> None:
+        if self.z <= 0:
+            raise ProjectionError(f"camera_pose puts the camera at z={self.z} m, on or below the ground")
+        # The optical axis in the base frame; a camera looking more than 80 deg
+        # above the horizon cannot see the ground with any real lens.
+        if self.optical_to_base()[2, 2] > math.sin(math.radians(80)):
+            raise ProjectionError(f"camera_pose (roll {self.roll}, pitch {self.pitch}) looks up and sees no ground")
+
+    def body_to_base(self) -> np.ndarray:
+        cr, sr = math.cos(self.roll), math.sin(self.roll)
+        cp, sp = math.cos(self.pitch), math.sin(self.pitch)
+        cy, sy = math.cos(self.yaw), math.sin(self.yaw)
+        rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+        ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+        rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+        return rz @ ry @ rx  # fixed-axis roll, pitch, yaw (URDF rpy)
+
+    def optical_to_base(self) -> np.ndarray:
+        optical_to_body = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], np.float64)
+        return self.body_to_base() @ optical_to_body
+
+    @property
+    def position(self) -> np.ndarray:
+        return np.array([self.x, self.y, self.z])
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A grid in the base frame: `size_x` x `size_y` metres at `resolution`,
+    its lower-left corner at (`origin_x`, `origin_y`) (default: centred on the robot)."""
+
+    resolution: float = 0.05
+    size_x: float = 10.0
+    size_y: float = 10.0
+    origin_x: float | None = None
+    origin_y: float | None = None
+    max_range: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.resolution <= 0 or self.size_x <= 0 or self.size_y <= 0 or self.max_range <= 0:
+            raise ProjectionError(f"grid resolution, size and max_range must be positive: {self}")
+
+    @property
+    def cols(self) -> int:
+        return int(round(self.size_x / self.resolution))
+
+    @property
+    def rows(self) -> int:
+        return int(round(self.size_y / self.resolution))
+
+    @property
+    def origin(self) -> tuple[float, float]:
+        return (-self.size_x / 2 if self.origin_x is None else self.origin_x,
+                -self.size_y / 2 if self.origin_y is None else self.origin_y)
+
+    def cells(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) base-frame points -> flat cell index (row-major, row = y), -1 outside or beyond range."""
+        ox, oy = self.origin
+        fc = (xy[:, 0] - ox) / self.resolution
+        fr = (xy[:, 1] - oy) / self.resolution
+        inside = (fc >= 0) & (fc < self.cols) & (fr >= 0) & (fr < self.rows)  # NaN compares False
+        inside &= np.hypot(xy[:, 0], xy[:, 1]) <= self.max_range
+        col = np.where(inside, fc, 0).astype(np.int64)
+        row = np.where(inside, fr, 0).astype(np.int64)
+        return np.where(inside, row * self.cols + col, -1)
+
+    def centres(self, cells: np.ndarray) -> np.ndarray:
+        ox, oy = self.origin
+        return np.stack([ox + (cells % self.cols + 0.5) * self.resolution,
+                         oy + (cells // self.cols + 0.5) * self.resolution], 1)
+
+
+class ClassCosts:
+    """Per class index: its cost (with overrides) and whether it is an obstacle;
+    sky and 255 never project."""
+
+    def __init__(self, table: ClassTable, cost_lut: np.ndarray):
+        self.n = len(table)
+        self.cost = np.asarray(cost_lut[:self.n], np.int64)
+        groups = [c.group for c in table.classes]
+        self.obstacle = np.array([g == "obstacle" for g in groups])
+        self.ground = np.array([g in ("free", "rough") for g in groups])
+        # Class index -> bucket of the per-cell histogram; sky / unpredicted -> the last (dropped) bucket.
+        self.bucket = np.full(256, self.n, np.uint8)
+        keep = np.flatnonzero(self.obstacle | self.ground)
+        self.bucket[keep] = keep
+        # Obstacle classes by falling cost: the first present in a cell is its highest.
+        obstacles = np.flatnonzero(self.obstacle)
+        self.obstacle_order = obstacles[np.argsort(-self.cost[obstacles], kind="stable")]
+        self.ground_classes = np.flatnonzero(self.ground)
+
+
+class GroundProjector:
+    """The pixel -> cell table of one camera model, pose and grid."""
+
+    def __init__(self, camera: CameraModel, pose: CameraPose, grid: GridSpec):
+        camera.check()
+        pose.check()
+        self.camera, self.pose, self.grid = camera, pose, grid
+        h, w = camera.height, camera.width
+        v, u = np.mgrid[0:h, 0:w]
+        uv = np.stack([u.ravel(), v.ravel()], 1).astype(np.float64)  # pixel centres (OpenCV convention)
+        xy = camera.normalized(uv)
+        rays_opt = np.concatenate([xy, np.ones((xy.shape[0], 1))], 1)
+        self.rays = rays_opt @ pose.optical_to_base().T  # (N, 3) base-frame direction per pixel, z-scaled by depth
+        self.origin = pose.position
+        down = self.rays[:, 2] < -1e-9  # at or above the horizon never projects
+        t = np.where(down, -self.origin[2] / np.where(down, self.rays[:, 2], -1.0), np.nan)
+        ground = self.origin[:2] + self.rays[:, :2] * t[:, None]
+        cells = grid.cells(ground)  # NaN (above the horizon) lands nowhere
+        self.pixels = np.flatnonzero(cells >= 0)  # the flat-ground table: pixels that land in the grid
+        self.pixel_cells = cells[self.pixels]
+        self._keys: dict[int, np.ndarray] = {}  # cell x buckets, per number of buckets
+        self._rays_xy = self.rays[:, :2].astype(np.float32)
+
+    @property
+    def sees_ground(self) -> bool:
+        return self.pixels.size > 0
+
+    def project(self, mask: np.ndarray, costs: ClassCosts,
+                depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 Nav2 costs with 255 unknown, bool obstacle), each (rows, cols),
+        from a class mask of the camera's size; with `depth` (metres along the
+        optical axis, same size; 0 / NaN / inf invalid) pixels are placed by
+        depth instead of on the flat ground."""
+        h, w = self.camera.height, self.camera.width
+        if mask.shape != (h, w):
+            raise ProjectionError(f"mask is {mask.shape[1]}x{mask.shape[0]}, camera_info says {w}x{h}")
+        nb = costs.n + 1
+        if depth is None:
+            keys = self._keys.get(nb)
+            if keys is None:
+                keys = self._keys[nb] = self.pixel_cells * nb
+            return self._reduce(keys + costs.bucket[mask.reshape(-1)[self.pixels]], costs)
+        cells, cls = self._depth_cells(depth), mask.reshape(-1)
+        keep = cells >= 0
+        return self._reduce(cells[keep] * nb + costs.bucket[cls[keep]], costs)
+
+    def _depth_cells(self, depth: np.ndarray) -> np.ndarray:
+        h, w = self.camera.height, self.camera.width
+        if depth.shape != (h, w):
+            raise ProjectionError(f"depth image is {depth.shape[1]}x{depth.shape[0]}, camera_info says {w}x{h}")
+        d = depth.reshape(-1).astype(np.float32)
+        valid = np.isfinite(d) & (d > 0)
+        d = np.where(valid, d, np.float32(np.nan))  # invalid depth lands nowhere
+        return self.grid.cells(self.origin[:2].astype(np.float32) + self._rays_xy * d[:, None])
+
+    def _reduce(self, keys: np.ndarray, costs: ClassCosts) -> tuple[np.ndarray, np.ndarray]:
+        """keys = cell x (classes + 1) + bucket -> per-cell class histogram -> the cell rule."""
+        g = self.grid
+        nb = costs.n + 1
+        hist = np.bincount(keys, minlength=g.rows * g.cols * nb).reshape(-1, nb)
+        obstacle_hist = hist[:, costs.obstacle_order] > 0
+        obstacle = obstacle_hist.any(1)
+        obstacle_cost = costs.cost[costs.obstacle_order][obstacle_hist.argmax(1)]
+        ground_hist = hist[:, costs.ground_classes]
+        ground_cost = np.where(ground_hist.any(1), costs.cost[costs.ground_classes][ground_hist.argmax(1)], UNKNOWN)
+        out = np.where(obstacle, obstacle_cost, ground_cost)
+        return out.astype(np.uint8).reshape(g.rows, g.cols), obstacle.reshape(g.rows, g.cols)
+
+
+def occupancy_values(grid: np.ndarray) -> np.ndarray:
+    """Nav2 costs (0..254, 255 unknown) -> nav_msgs/OccupancyGrid data (0..100, -1 unknown)."""
+    occ = np.round(grid.astype(np.float64) * (100.0 / 254.0)).astype(np.int8)
+    return np.where(grid == UNKNOWN, np.int8(-1), occ).reshape(-1)
+
+
+def obstacle_points(grid: np.ndarray, obstacle: np.ndarray, spec: GridSpec, height: float) -> np.ndarray:
+    """(N, 4) float32 x, y, z, cost: the centres of the cells whose cost came from an obstacle class."""
+    cells = np.flatnonzero(obstacle.reshape(-1))
+    out = np.empty((cells.size, 4), np.float32)
+    out[:, :2], out[:, 2], out[:, 3] = spec.centres(cells), height, grid.reshape(-1)[cells]
+    return out

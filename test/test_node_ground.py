@@ -1,0 +1,107 @@
+"""~/grid and ~/obstacles from a node process over real DDS: fields, frames,
+stamps and values equal the offline Segmenter + GroundProjector; waiting for
+camera_info and refusing a bad one are visible in /diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
+from rosutil import image_cdr, random_rgb
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from offroad_seg_ros.projection import (
+    CameraModel,
+    CameraPose,
+    ClassCosts,
+    GridSpec,
+    GroundProjector,
+    obstacle_points,
+    occupancy_values,
+)
+from offroad_seg_ros.segmenter import Segmenter
+
+H, W = 60, 80
+K = [60.0, 0.0, 39.5, 0.0, 60.0, 29.5, 0.0, 0.0, 1.0]
+POSE = [0.2, 0.0, 1.5, 0.0, 0.35, 0.0]
+
+
+def _info(k=K, width=W, height=H) -> CameraInfo:
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.k, info.d = k, [-0.1, 0.01, 0.0, 0.0, 0.0]
+    info.header.frame_id = "cam_optical"
+    return info
+
+
+def _diag(d: DiagnosticArray) -> dict[str, str]:
+    return {kv.key: kv.value for kv in d.status[0].values}
+
+
+def test_grid_and_obstacles(start_node, peer, tiny_artifact):
+    node = start_node("-p", "publish_grid:=true", "-p", "publish_obstacles:=true", "-p", "base_frame:=base",
+                      "-p", f"camera_pose:={POSE}", "-p", "grid_resolution:=0.1", "-p", "grid_size:=[20.0, 20.0]",
+                      "-p", "max_range:=9.0", "-p", "diagnostics_period:=0.2", "-r", "camera_info:=/cam/camera_info")
+    grids = peer.collect(OccupancyGrid, "/segmentation_node/grid")
+    clouds = peer.collect(PointCloud2, "/segmentation_node/obstacles")
+    diags = peer.collect(DiagnosticArray, "/diagnostics")
+    pub = peer.publisher(Image, "/image")
+    info_pub = peer.publisher(CameraInfo, "/cam/camera_info")
+    node.wait_for_line("segmenting")
+    peer.wait_for_subscriber(pub)
+    peer.wait_for_subscriber(info_pub)
+    rgb = random_rgb(H, W, seed=11)
+
+    # No camera_info yet: the frame is segmented, the ground outputs wait, diagnostics say why.
+    pub.publish(image_cdr(rgb, sec=1))
+    peer.spin_until(lambda: diags and "no camera_info received on /cam/camera_info yet" in diags[-1].status[0].message,
+                    what="the camera_info warning")
+    assert grids == [] and diags[-1].status[0].level == b"\x01"
+
+    # A zero focal length is refused and counted.
+    info_pub.publish(_info(k=[0.0] + K[1:]))
+    peer.spin_until(lambda: _diag(diags[-1]).get("camera_info_refused") == "1", what="a refused camera_info")
+    assert "zero or invalid focal length" in _diag(diags[-1])["ground_problem"]
+
+    info_pub.publish(_info())
+    peer.spin_for(0.3)
+    pub.publish(image_cdr(rgb, sec=2, nanosec=5))
+    peer.spin_until(lambda: grids and clouds, what="~/grid and ~/obstacles")
+    grid, cloud = grids[-1], clouds[-1]
+
+    seg = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
+    camera = CameraModel(W, H, tuple(K), (-0.1, 0.01, 0.0, 0.0, 0.0), "plumb_bob")
+    spec = GridSpec(0.1, 20.0, 20.0, max_range=9.0)
+    cost, obstacle = GroundProjector(camera, CameraPose.from_list(POSE), spec).project(
+        seg(rgb).mask, ClassCosts(seg.classes, seg.classes.cost_lut()))
+    assert (grid.header.frame_id, grid.header.stamp.sec, grid.header.stamp.nanosec) == ("base", 2, 5)
+    assert (grid.info.width, grid.info.height, grid.info.resolution) == (200, 200, pytest.approx(0.1))
+    assert (grid.info.origin.position.x, grid.info.origin.position.y) == (-10.0, -10.0)
+    np.testing.assert_array_equal(np.array(grid.data, np.int8), occupancy_values(cost))
+    assert (np.array(grid.data) >= 0).sum() > 100  # the camera sees ground
+
+    assert (cloud.header.frame_id, cloud.header.stamp.sec) == ("base", 2)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        (n, o, PointField.FLOAT32, 1) for n, o in (("x", 0), ("y", 4), ("z", 8), ("cost", 12))]
+    assert (cloud.height, cloud.point_step, cloud.is_bigendian) == (1, 16, False)
+    want = obstacle_points(cost, obstacle, spec, 0.3)
+    assert cloud.width == len(want) > 0
+    np.testing.assert_array_equal(np.frombuffer(bytes(cloud.data), "<f4").reshape(-1, 4), want)
+
+    # camera_info for another image size: refused for these frames, named.
+    info_pub.publish(_info(width=640, height=480))
+    peer.spin_for(0.3)
+    pub.publish(image_cdr(rgb, sec=3))
+    peer.spin_until(lambda: "says 640x480, the image is 80x60" in _diag(diags[-1])["ground_problem"],
+                    what="the size mismatch")
+
+
+@pytest.mark.parametrize("pose, message", [
+    ("[0.0, 0.0, -0.5, 0.0, 0.0, 0.0]", "on or below the ground"),
+    ("[0.0, 0.0, 1.0, 0.0, -1.5, 0.0]", "sees no ground"),
+])
+def test_a_pose_that_cannot_see_the_ground_is_fatal(start_node, pose, message):
+    node = start_node("-p", "publish_grid:=true", "-p", f"camera_pose:={pose}")
+    assert node.wait(60) == 1
+    fatal = [line for line in node.output.splitlines() if "[FATAL]" in line]
+    assert len(fatal) == 1 and message in fatal[0], node.output
