@@ -198,6 +198,55 @@ def short_run(data_root: Path, tmp: Path) -> None:
         "short_run_s")
 
 
+def bench_cameras(art: Path, frames: list[np.ndarray]) -> None:
+    """Several cameras in one node (the worker's batched path: process_batch over
+    one pipeline per camera, one model) vs one node per camera (a model each,
+    frames one by one): frames/s, p95 of a round, model memory. Target: 8
+    cameras >= 600 frames/s on an H100-class GPU for the reference model."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from offroad_seg_ros.pipeline import FramePipeline, process_batch
+    from offroad_seg_ros.segmenter import Segmenter
+
+    half = "fp16" if DEVICE == "cuda" else "fp32"
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Image, Header, Time = (ts.types[x] for x in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
+                                                 "builtin_interfaces/msg/Time"))
+    raws = [bytes(ts.serialize_cdr(Image(Header(Time(1, 0), f"cam{i}"), 540, 960, "rgb8", 0, 2880, f.reshape(-1)),
+                                   Image.__msgtype__)) for i, f in enumerate(frames)]
+    def peak_mib() -> float:
+        return torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else float("nan")
+
+    def reset() -> None:
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+    def one_node(n: int) -> tuple[np.ndarray, float]:
+        reset()
+        seg = Segmenter(art, device=DEVICE, precision=half)
+        pipes = [FramePipeline(seg) for _ in range(n)]
+        t = times(lambda: process_batch(seg, [(p, r, ["mask", "cost"]) for p, r in zip(pipes, raws)]), 30, warmup=3)
+        return t, peak_mib()
+
+    def node_per_camera(n: int) -> tuple[np.ndarray, float]:
+        reset()
+        pipes = [FramePipeline(Segmenter(art, device=DEVICE, precision=half)) for _ in range(n)]
+        t = times(lambda: [p.process(r, ["mask", "cost"]) for p, r in zip(pipes, raws)], 30, warmup=3)
+        return t, peak_mib()  # separate processes add a CUDA context each on top (several hundred MiB)
+
+    for n in (1, 2, 4, 8) if not SMOKE else (1, 2):
+        t, mib = one_node(n)
+        row(f"{n} camera(s), one node, batched {half}: frames/s", n / np.median(t), "frames/s", f"cams{n}_batched_fps")
+        row(f"  p95 of a round of {n} frames", 1e3 * np.percentile(t, 95), "ms", f"cams{n}_batched_p95_ms")
+        row("  peak GPU memory (one model)", mib, "MiB", f"cams{n}_batched_vram_mib")
+        if n > 1:
+            t, mib = node_per_camera(n)
+            row(f"{n} cameras, a model per camera, one by one: frames/s", n / np.median(t), "frames/s",
+                f"cams{n}_separate_fps")
+            row(f"  peak GPU memory ({n} models, contexts not counted)", mib, "MiB", f"cams{n}_separate_vram_mib")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="bench/out")
@@ -219,7 +268,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         art = reference_artifact(tmp)
-        sections = [("inference", lambda: bench_inference(art, frames))]
+        sections = [("inference", lambda: bench_inference(art, frames)),
+                    ("cameras", lambda: bench_cameras(art, frames))]
         data_root = tmp / "data"
         scenes = {"train": 12, "val": 2} if SMOKE else {"train": 96, "val": 8}
         sections += [("data", lambda: generate(data_root, scenes, png_level=1, progress=None)),

@@ -162,6 +162,68 @@ def _run_against(cmd: list[str], mask_topic: str, rates: list[float], n: int, la
         proc.wait(30)
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_two_cameras(light: Path, seconds: float = 10.0) -> None:
+    """2 cameras in one node (one model, batched) vs 2 nodes: frames/s, start-up, RSS.
+    Both cameras offered 960x540 rgb8 at 30 Hz, more than the CPU can do."""
+    base = [str(BIN / "segmentation_node"), "--ros-args", "-p", f"model:={light}", "-p", "backend:=onnxruntime",
+            "-p", "publish_cost:=false"]
+    layouts = {
+        "one node, cameras [a, b]": ([[*base, "-p", "cameras:=[a, b]"]], ["/segmentation_node/a/mask",
+                                                                          "/segmentation_node/b/mask"]),
+        "two nodes": ([[*base, "-r", "__ns:=/a", "-r", "image:=/a/image"],
+                       [*base, "-r", "__ns:=/b", "-r", "image:=/b/image"]],
+                      ["/a/segmentation_node/mask", "/b/segmentation_node/mask"]),
+    }
+    img = Image(height=H, width=W, encoding="rgb8", step=W * 3,
+                data=np.random.default_rng(0).integers(0, 256, H * W * 3, dtype=np.uint8).tobytes())
+    for label, (cmds, topics) in layouts.items():
+        key = "cams_one_node" if "one" in label else "cams_two_nodes"
+        ctx = Context()
+        rclpy.init(context=ctx)
+        node = Node("bench_cams", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        got = {t: 0 for t in topics}
+        for t in topics:
+            node.create_subscription(Image, t, lambda m, t=t, got=got: got.__setitem__(t, got[t] + 1),
+                                     QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        pubs = [node.create_publisher(Image, f"/{c}/image", qos_profile_sensor_data) for c in "ab"]
+        t0 = time.monotonic()
+        procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
+        try:
+            while not all(p.get_subscription_count() for p in pubs):
+                ex.spin_once(timeout_sec=0.05)
+            row(f"{label}: start-up, process start -> both cameras subscribed", time.monotonic() - t0, "s",
+                f"{key}_startup_s")
+            start = time.monotonic()
+            counting = False
+            while time.monotonic() - start < 2 + seconds:
+                if not counting and time.monotonic() - start > 2:  # 2 s warm-up, then count
+                    got.update({t: 0 for t in topics})
+                    counting = True
+                for p in pubs:
+                    _stamp_now(img)
+                    p.publish(img)
+                end = time.monotonic() + 1 / 30
+                while time.monotonic() < end:
+                    ex.spin_once(timeout_sec=max(0.0, end - time.monotonic()))
+            row(f"{label}: masks/s, both cameras together", sum(got.values()) / seconds, "frames/s", f"{key}_fps")
+            row(f"{label}: RSS, all processes", sum(_rss_mib(p.pid) for p in procs), "MiB", f"{key}_rss_mib")
+        finally:
+            for p in procs:
+                p.send_signal(2)
+                p.wait(30)
+            node.destroy_node()
+            ctx.try_shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=100, help="frames per rate (default 100)")
@@ -182,6 +244,7 @@ def main() -> None:
                          f"transport, {mode} {'CDR' if mode == 'raw' else 'rclpy Image'} subscription",
                          f"transport_{mode}")
         light = light_artifact(tmp)
+        bench_two_cameras(light)
         node = [str(BIN / "segmentation_node"), "--ros-args", "-p", f"model:={light}", "-p", "backend:=onnxruntime",
                 "-p", "publish_cost:=false"]
         _run_against(node, "/segmentation_node/mask", [10, 30], n, "light profile node (onnxruntime)", "light")

@@ -7,8 +7,9 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
@@ -27,9 +28,13 @@ def generate_launch_description():
         DeclareLaunchArgument("backend", default_value="torch",
                               description="torch | onnxruntime (CPU; the artifact needs model.onnx)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
+        DeclareLaunchArgument("camera_info", default_value="camera_info",
+                              description="camera_info topic (for the ground outputs)"),
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="run as a managed lifecycle node (configure / activate by a manager)"),
     ]
     image = LaunchConfiguration("image")
-    node = Node(
+    common = dict(
         package="offroad_seg_ros",
         executable="segmentation_node",
         name="segmentation_node",
@@ -47,8 +52,14 @@ def generate_launch_description():
         remappings=[
             ("image", image),
             ("image/compressed", PythonExpression(["'", image, "' + '/compressed'"])),
+            ("camera_info", LaunchConfiguration("camera_info")),
         ],
         output="screen",
         emulate_tty=True,
     )
-    return LaunchDescription([*args, node])
+    lifecycle = LaunchConfiguration("lifecycle")
+    return LaunchDescription([
+        *args,
+        Node(condition=UnlessCondition(lifecycle), **common),
+        LifecycleNode(condition=IfCondition(lifecycle), arguments=["--lifecycle"], **common),
+    ])

@@ -1,8 +1,11 @@
 """Newest-frame worker: inference never queues behind the camera.
 
 `submit` never blocks: a frame that arrives while the model is busy replaces
-the waiting one, which counts as dropped. One thread runs the model on the
-newest frame only; `call` runs other work (loading the model) on that thread.
+the waiting one of its source (`key`, e.g. the camera), which counts as
+dropped. One thread runs the model on the newest frame of every source that
+has one: with `batch=True` they come as one {key: item} batch (several
+cameras, one forward pass), otherwise one item per call. `call` runs other
+work (loading the model) on that thread.
 """
 
 from __future__ import annotations
@@ -19,29 +22,37 @@ R = TypeVar("R")
 
 
 class LatestFrameWorker(Generic[T]):
-    def __init__(self, process: Callable[[T], None], on_error: Callable[[T, BaseException], None] | None = None,
-                 name: str = "inference"):
+    def __init__(self, process: Callable[[Any], None], on_error: Callable[[Any, BaseException], None] | None = None,
+                 name: str = "inference", batch: bool = False):
         self._process = process
         self._on_error = on_error
+        self._batch = batch
         self._cond = threading.Condition()
-        self._pending: T | None = None
-        self._has_pending = False
+        self._pending: dict[Any, T] = {}
         self._busy = False
         self._stopping = False
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
-        self.received = 0
+        self.received_by: dict[Any, int] = {}
+        self.dropped_by: dict[Any, int] = {}
         self.processed = 0
-        self.dropped = 0
         self.failed = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, item: T) -> None:
+    @property
+    def received(self) -> int:
+        return sum(self.received_by.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by.values())
+
+    def submit(self, item: T, key: Any = None) -> None:
         with self._cond:
-            self.received += 1
-            if self._has_pending:
-                self.dropped += 1
-            self._pending, self._has_pending = item, True
+            self.received_by[key] = self.received_by.get(key, 0) + 1
+            if key in self._pending:
+                self.dropped_by[key] = self.dropped_by.get(key, 0) + 1
+            self._pending[key] = item
             self._cond.notify()
 
     def call(self, fn: Callable[[], R]) -> R:
@@ -58,19 +69,19 @@ class LatestFrameWorker(Generic[T]):
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._has_pending or self._calls or self._stopping):
+                while not (self._pending or self._calls or self._stopping):
                     self._cond.wait()
                 if self._stopping:
                     break
                 call = self._calls.popleft() if self._calls else None
                 if call is None:
-                    item, self._pending, self._has_pending = self._pending, None, False
+                    batch, self._pending = self._pending, {}
                 self._busy = True
             try:
                 if call is not None:
                     self._run_call(*call)
                 else:
-                    self._run_frame(item)  # type: ignore[arg-type]
+                    self._run_frame(batch)
             finally:
                 with self._cond:
                     self._busy = False
@@ -85,21 +96,21 @@ class LatestFrameWorker(Generic[T]):
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             future.set_exception(exc)
 
-    def _run_frame(self, item: T) -> None:
+    def _run_frame(self, batch: dict[Any, T]) -> None:
         try:
-            self._process(item)
-            self.processed += 1
+            self._process(batch if self._batch else next(iter(batch.values())))
+            self.processed += len(batch)
         except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the worker
-            self.failed += 1
+            self.failed += len(batch)
             if self._on_error:
-                self._on_error(item, exc)
+                self._on_error(batch, exc)
 
     def idle(self, timeout: float = 5.0) -> bool:
         """Wait until nothing is pending or being processed (for tests and shutdown)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._cond:
-                if not self._has_pending and not self._busy:
+                if not self._pending and not self._busy:
                     return True
             time.sleep(0.001)
         return False
@@ -107,8 +118,8 @@ class LatestFrameWorker(Generic[T]):
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
             self._stopping = True
-            if self._has_pending:
-                self.dropped += 1
-            self._pending, self._has_pending = None, False
+            for key in self._pending:
+                self.dropped_by[key] = self.dropped_by.get(key, 0) + 1
+            self._pending = {}
             self._cond.notify()
         self._thread.join(timeout)

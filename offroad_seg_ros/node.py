@@ -1,9 +1,16 @@
 """segmentation_node: camera images in, class masks and traversability cost out.
 
-Thin glue around `FramePipeline` (all maths and parsing live there): declares
+Thin glue (all maths and parsing live in ROS-free modules): declares
 parameters, subscribes raw (serialized) with the sensor-data QoS, hands the
-newest frame to one worker thread, publishes outputs with the input header and
+newest frame of every camera to one worker thread, which runs them as one
+batch, publishes outputs with each input's header, the ground outputs, and
 /diagnostics once per `diagnostics_period`.
+
+One class serves both ways of running it: a plain node that configures and
+activates itself at start (the default), or a managed lifecycle node
+(`--lifecycle`) that waits for configure / activate / deactivate / cleanup /
+shutdown (Nav2-style bring-up). The lifecycle callbacks are the only place
+where anything is created or released, in both modes.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import array
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import rclpy
@@ -20,9 +29,11 @@ from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -32,12 +43,13 @@ from .health import WARN, Health
 from .image_msgs import MAX_PIXELS
 from .latest import LatestFrameWorker
 from .model import ModelConfigError
-from .pipeline import FramePipeline, check_parameters, parse_cost_overrides, wanted_outputs
+from .pipeline import FramePipeline, check_parameters, parse_cost_overrides, process_batch, wanted_outputs
 from .projection import CameraPose, ClassCosts, GridSpec
 from .segmenter import Segmenter
 from .shutdown import Shutdown, ShutdownRequested
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
+    "cameras": ([""], "camera names: each gets <name>/image and ~/<name>/... outputs; [''] = one camera on image"),
     "model": ("", "model artifact directory (model.json + weights.safetensors)"),
     "device": ("auto", "auto | cpu | cuda | cuda:N"),
     "precision": ("fp32", "fp32 | fp16 | bf16"),
@@ -72,85 +84,256 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "depth_slop": (0.02, "s: the largest stamp difference between a colour frame and its depth image"),
 }
 OUTPUTS = ("mask", "cost", "confidence", "color", "overlay")
+STARTUP_ERRORS = (ArtifactError, ModelConfigError, ValueError, OSError)
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-class SegmentationNode(Node):
-    def __init__(self, **node_options: Any) -> None:
-        super().__init__("segmentation_node", **node_options)
+@dataclass
+class Camera:
+    """One camera's topics, publishers, counts and ground outputs."""
+
+    name: str  # "" = the single-camera layout (image, ~/mask)
+    pipeline: FramePipeline
+    pubs: dict[str, Any]
+    ground: GroundMapper | None = None
+    grid_pub: Any = None
+    cloud_pub: Any = None
+    subs: list[Any] = field(default_factory=list)
+    last_accept: float = 0.0
+    rate_limited: int = 0
+    publish_failures: int = 0
+
+    def topic(self, base: str) -> str:
+        return f"{self.name}/{base}" if self.name else base
+
+    def output(self, base: str) -> str:
+        return f"~/{self.name}/{base}" if self.name else f"~/{base}"
+
+
+class SegmentationNode(LifecycleNodeMixin, Node):
+    def __init__(self, lifecycle: bool = False, **node_options: Any) -> None:
+        Node.__init__(self, "segmentation_node", **node_options)
+        LifecycleNodeMixin.__init__(self, enable_communication_interface=lifecycle)
         for name, (default, text) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        check_parameters(p)
-        self.worker: LatestFrameWorker[tuple[bytes, float]] = LatestFrameWorker(self._process, self._failed)
-        try:
-            self._start(p)
-        except BaseException:  # incl. Ctrl-C during start-up: the model thread must not outlive us
-            self.worker.stop()
-            raise
+        self.worker: LatestFrameWorker[tuple[bytes, float]] | None = None
+        self.segmenter: Segmenter | None = None
+        self.cameras: dict[str, Camera] = {}
+        self.configure_error: BaseException | None = None
+        self.finalized = False
+        self.lifecycle = lifecycle
+        self.diag_pub: Any = None
+        self._timer: Any = None
+        if lifecycle:
+            self.get_logger().info("lifecycle node: unconfigured, waiting for configure")
+        else:  # a plain node brings itself up; a failure is fatal
+            if self.trigger_configure() != SUCCESS:
+                raise self.configure_error or RuntimeError("configure failed")
+            self.trigger_activate()
 
-    def _start(self, p: dict[str, Any]) -> None:
+    # -- lifecycle -------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Check parameters, load and warm up the model, create publishers."""
+        try:
+            self._configure()
+        except STARTUP_ERRORS as exc:
+            self.configure_error = exc
+            if self.lifecycle:  # a plain node reports it as its one fatal line instead
+                self.get_logger().error(f"configure failed, back to unconfigured: {exc}")
+            self._release()
+            return FAILURE
+        except BaseException:  # incl. Ctrl-C during start-up: the model thread must not outlive us
+            self._release()
+            raise
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe and start publishing."""
+        p = self.params
+        qos = QoSProfile(depth=int(p["qos_depth"]), history=qos_profile_sensor_data.history,
+                         reliability=ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable"
+                         else ReliabilityPolicy.BEST_EFFORT)
+        msg_type = CompressedImage if p["compressed"] else Image
+        for cam in self.cameras.values():
+            topic = cam.topic("image/compressed" if p["compressed"] else "image")
+            cam.subs.append(self.create_subscription(msg_type, topic, self._frame_callback(cam), qos, raw=True))
+            if cam.ground is not None:
+                cam.subs.append(self.create_subscription(CameraInfo, cam.topic("camera_info"),
+                                                         cam.ground.on_camera_info, qos_profile_sensor_data, raw=True))
+                if p["depth"]:
+                    cam.subs.append(self.create_subscription(Image, cam.topic("depth"), cam.ground.on_depth,
+                                                             qos_profile_sensor_data, raw=True))
+            assert self.segmenter is not None
+            self.get_logger().info(
+                f"segmenting {self.resolve_topic_name(topic)} with {self.segmenter.name} on "
+                f"{self.segmenter.device} ({self.segmenter.precision}, {self.segmenter.backend})")
+        # Steady time: diagnostics keep coming while a simulation (or a paused bag) holds /clock still.
+        self._timer = self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics,
+                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop taking frames; the model stays loaded."""
+        self._unsubscribe()
+        if self.worker is not None:
+            self.worker.idle()
+        self.get_logger().info("deactivated: not processing frames, model kept")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release publishers, the model thread and the model (and its GPU memory)."""
+        self._release()
+        self.get_logger().info("cleaned up: model released")
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._release()
+        self.finalized = True
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._release()
+        return SUCCESS  # back to unconfigured
+
+    def _configure(self) -> None:
+        p = self.params = {name: self.get_parameter(name).value for name in PARAMETERS}
+        check_parameters(p)
+        names = [str(n) for n in p["cameras"]] or [""]
+        if len(names) > 1 and "" in names or len(set(names)) != len(names):
+            raise ValueError(f"parameter cameras must be distinct non-empty names (or ['']), got {names}")
         log = self.get_logger()
+        self.worker = LatestFrameWorker(self._process, self._failed, batch=True)
         log.info(f"loading model {p['model']} ({p['backend']}, device {p['device']}, {p['precision']})")
         # The worker thread owns the model: torch.compile keeps its CUDA
         # graphs per thread (older torch even fails on another thread), so
         # loading, warm-up and inference all run there.
-        self.segmenter = self.worker.call(lambda: Segmenter(
-            p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
-            compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
-            overlay_alpha=p["overlay_alpha"], warmup_size=None,
-        ))
+
+        def load() -> Segmenter:
+            return Segmenter(p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
+                             compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
+                             overlay_alpha=p["overlay_alpha"], warmup_size=None)
+
+        self.segmenter = seg = self.worker.call(load)
         log.info("warming up" + (" (compiling: this takes a while the first time)" if p["compile"] else ""))
-        self.worker.call(self.segmenter.warm_up)
-        msg_type = CompressedImage if p["compressed"] else Image
-        topic = "image/compressed" if p["compressed"] else "image"
-        self.pipeline = FramePipeline(self.segmenter, compressed=p["compressed"], max_pixels=p["max_pixels"],
-                                      input_bits=p["input_bits"],
-                                      health=Health(self.resolve_topic_name(topic), 3 * p["diagnostics_period"]))
+        self.worker.call(seg.warm_up)
         self.enabled = {name: bool(p[f"publish_{name}"]) for name in OUTPUTS}
         self.min_period = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
-        self.last_accept = 0.0
-        self.rate_skipped = 0
+        self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 1)
+        self.cameras = {name: self._camera(name, p) for name in names}
 
-        qos = QoSProfile(depth=int(p["qos_depth"]), history=qos_profile_sensor_data.history,
-                         reliability=ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable"
-                         else ReliabilityPolicy.BEST_EFFORT)
-        self.pubs = {name: self.create_publisher(Image, f"~/{name}", 1) for name in OUTPUTS if self.enabled[name]}
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 1)
-        self.create_subscription(msg_type, topic, self._on_frame, qos, raw=True)
-        self.ground = self._ground_outputs(p)
-        # Steady time: diagnostics keep coming while a simulation (or a paused bag) holds /clock still.
-        self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
-        log.info(
-            f"segmenting {self.resolve_topic_name(topic)} with {self.segmenter.name} on "
-            f"{self.segmenter.device} ({self.segmenter.precision}, {self.segmenter.backend})"
-        )
+    def _camera(self, name: str, p: dict[str, Any]) -> Camera:
+        assert self.segmenter is not None
+        probe = Camera(name, None, {})  # type: ignore[arg-type]  # for its topic names
+        topic = self.resolve_topic_name(probe.topic("image/compressed" if p["compressed"] else "image"))
+        pipeline = FramePipeline(self.segmenter, compressed=p["compressed"], max_pixels=p["max_pixels"],
+                                 input_bits=p["input_bits"], health=Health(topic, 3 * p["diagnostics_period"]))
+        pubs = {n: self.create_lifecycle_publisher(Image, probe.output(n), 1) for n in OUTPUTS if self.enabled[n]}
+        cam = Camera(name, pipeline, pubs)
+        if p["publish_grid"] or p["publish_obstacles"]:
+            pose = p["camera_pose"]
+            if name:  # per camera: <name>.camera_pose, the global camera_pose by default
+                key = f"{name}.camera_pose"
+                if not self.has_parameter(key):
+                    self.declare_parameter(key, list(pose), ParameterDescriptor(description=f"camera_pose of {name}"))
+                pose = self.get_parameter(key).value
+            size_x, size_y = (float(v) for v in p["grid_size"])
+            self.grid_spec = GridSpec(p["grid_resolution"], size_x, size_y, max_range=p["max_range"])
+            cam.ground = GroundMapper(CameraPose.from_list(list(pose)), self.grid_spec,
+                                      ClassCosts(self.segmenter.classes, self.segmenter.cost_lut.cpu().numpy()),
+                                      rectified=p["rectified"], depth=p["depth"], depth_fallback=p["depth_fallback"],
+                                      depth_slop=p["depth_slop"],
+                                      info_topic=self.resolve_topic_name(cam.topic("camera_info")))
+            if p["publish_grid"]:
+                cam.grid_pub = self.create_lifecycle_publisher(OccupancyGrid, cam.output("grid"), 1)
+            if p["publish_obstacles"]:
+                cam.cloud_pub = self.create_lifecycle_publisher(PointCloud2, cam.output("obstacles"), 1)
+        return cam
 
-    def _ground_outputs(self, p: dict[str, Any]) -> GroundMapper | None:
-        """~/grid and ~/obstacles (off by default): camera_info (and depth) in."""
-        if not (p["publish_grid"] or p["publish_obstacles"]):
-            return None
-        size_x, size_y = (float(v) for v in p["grid_size"])
-        self.grid_spec = GridSpec(p["grid_resolution"], size_x, size_y, max_range=p["max_range"])
-        mapper = GroundMapper(CameraPose.from_list(list(p["camera_pose"])), self.grid_spec,
-                              ClassCosts(self.segmenter.classes, self.segmenter.cost_lut.cpu().numpy()),
-                              rectified=p["rectified"], depth=p["depth"], depth_fallback=p["depth_fallback"],
-                              depth_slop=p["depth_slop"], info_topic=self.resolve_topic_name("camera_info"))
-        self.base_frame, self.obstacle_height = str(p["base_frame"]), float(p["obstacle_height"])
-        self.grid_pub = self.create_publisher(OccupancyGrid, "~/grid", 1) if p["publish_grid"] else None
-        self.cloud_pub = self.create_publisher(PointCloud2, "~/obstacles", 1) if p["publish_obstacles"] else None
-        self.create_subscription(CameraInfo, "camera_info", mapper.on_camera_info, qos_profile_sensor_data, raw=True)
-        if p["depth"]:
-            self.create_subscription(Image, "depth", mapper.on_depth, qos_profile_sensor_data, raw=True)
-        return mapper
+    def _unsubscribe(self) -> None:
+        for cam in self.cameras.values():
+            for sub in cam.subs:
+                self.destroy_subscription(sub)
+            cam.subs.clear()
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
 
-    def _publish_ground(self, mask: Any, header: Header) -> None:
-        assert self.ground is not None
-        frame = self.ground.project(mask, header.stamp.sec * 10**9 + header.stamp.nanosec)
+    def _release(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        for cam in self.cameras.values():
+            for pub in [*cam.pubs.values(), cam.grid_pub, cam.cloud_pub]:
+                if pub is not None:
+                    self.destroy_lifecycle_publisher(pub)
+        self.cameras = {}
+        if self.diag_pub is not None:
+            self.destroy_lifecycle_publisher(self.diag_pub)
+            self.diag_pub = None
+        device = self.segmenter.device if self.segmenter is not None else None
+        self.segmenter = None
+        if device is not None and device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # -- frames ------------------------------------------------------------------
+    # The subscription callback only hands over the bytes: never blocks on inference.
+    def _on_frame(self, cam: Camera, raw: bytes) -> None:
+        now = time.monotonic()
+        if self.min_period and now - cam.last_accept < self.min_period:
+            cam.rate_limited += 1
+            return
+        cam.last_accept = now
+        worker = self.worker
+        if worker is not None:
+            worker.submit((raw, now), cam.name)
+
+    def _frame_callback(self, cam: Camera) -> Callable[[bytes], None]:
+        return lambda raw: self._on_frame(cam, raw)
+
+    def _process(self, batch: dict[str, tuple[bytes, float]]) -> None:
+        assert self.segmenter is not None
+        cams = [self.cameras[name] for name in batch]
+        frames = []
+        for cam in cams:
+            wanted = wanted_outputs(self.enabled, self._subscribers(cam))
+            if cam.ground is not None and "mask" not in wanted:
+                wanted.append("mask")  # the ground outputs project the mask
+            frames.append((cam.pipeline, batch[cam.name][0], wanted))
+        failures = [cam.pipeline.health.failed for cam in cams]
+        results = process_batch(self.segmenter, frames)
+        for cam, result, failed_before in zip(cams, results, failures):
+            health = cam.pipeline.health
+            if result is None:
+                if health.failed > failed_before:
+                    self.get_logger().error(f"inference failed: {health.last_failure}", throttle_duration_sec=5.0)
+                else:
+                    self.get_logger().warning(f"skipping bad frame on {health.topic}: {health.last_bad}",
+                                              throttle_duration_sec=5.0)
+                continue
+            header = Header(frame_id=result.header.frame_id)
+            header.stamp.sec, header.stamp.nanosec = result.header.sec, result.header.nanosec
+            for name, fields in result.outputs.items():
+                if name in cam.pubs:
+                    cam.pubs[name].publish(Image(header=header, **fields))
+            if cam.ground is not None:
+                self._publish_ground(cam, result.mask, header)
+            health.frame_done(result.header.sec, result.header.nanosec, self.get_clock().now().nanoseconds * 1e-9)
+
+    @staticmethod
+    def _subscribers(cam: Camera) -> Callable[[str], int]:
+        return lambda name: cam.pubs[name].get_subscription_count()
+
+    def _publish_ground(self, cam: Camera, mask: Any, header: Header) -> None:
+        assert cam.ground is not None
+        frame = cam.ground.project(mask, header.stamp.sec * 10**9 + header.stamp.nanosec)
         if frame is None:
             return
-        out_header = Header(stamp=header.stamp, frame_id=self.base_frame)
-        if self.grid_pub is not None:
+        out_header = Header(stamp=header.stamp, frame_id=str(self.params["base_frame"]))
+        if cam.grid_pub is not None:
             grid = OccupancyGrid(header=out_header)
             g = self.grid_spec
             grid.info.map_load_time = header.stamp
@@ -158,84 +341,62 @@ class SegmentationNode(Node):
             grid.info.origin.position.x, grid.info.origin.position.y = (float(v) for v in g.origin)
             grid.info.origin.orientation.w = 1.0
             grid.data = array.array("b", frame.occupancy().tobytes())
-            self.grid_pub.publish(grid)
-        if self.cloud_pub is not None:
+            cam.grid_pub.publish(grid)
+        if cam.cloud_pub is not None:
             fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1) for n, o in POINT_FIELDS]
-            self.cloud_pub.publish(PointCloud2(header=out_header, fields=fields,
-                                               **pointcloud_fields(frame.points(self.grid_spec, self.obstacle_height))))
+            points = frame.points(self.grid_spec, float(self.params["obstacle_height"]))
+            cam.cloud_pub.publish(PointCloud2(header=out_header, fields=fields, **pointcloud_fields(points)))
 
-    # The subscription callback only hands over the bytes: never blocks on inference.
-    def _on_frame(self, raw: bytes) -> None:
-        now = time.monotonic()
-        if self.min_period and now - self.last_accept < self.min_period:
-            self.rate_skipped += 1
-            return
-        self.last_accept = now
-        self.worker.submit((raw, now))
-
-    def _process(self, item: tuple[bytes, float]) -> None:
-        raw, _ = item
-        wanted = wanted_outputs(self.enabled, lambda n: self.pubs[n].get_subscription_count())
-        if self.ground is not None and "mask" not in wanted:
-            wanted.append("mask")  # the ground outputs project the mask
-        health = self.pipeline.health
-        failures = health.failed
-        result = self.pipeline.process(raw, wanted)
-        if result is None:
-            if health.failed > failures:
-                self.get_logger().error(f"inference failed: {health.last_failure}", throttle_duration_sec=5.0)
-            else:
-                self.get_logger().warning(f"skipping bad frame: {health.last_bad}", throttle_duration_sec=5.0)
-            return
-        header = Header(frame_id=result.header.frame_id)
-        header.stamp.sec, header.stamp.nanosec = result.header.sec, result.header.nanosec
-        for name, fields in result.outputs.items():
-            if name in self.pubs:
-                self.pubs[name].publish(Image(header=header, **fields))
-        if self.ground is not None:
-            self._publish_ground(result.mask, header)
-        health.frame_done(result.header.sec, result.header.nanosec, self.get_clock().now().nanoseconds * 1e-9)
-
-    def _failed(self, item: tuple[bytes, float], exc: BaseException) -> None:
+    def _failed(self, batch: dict[str, tuple[bytes, float]], exc: BaseException) -> None:
+        for name in batch:
+            self.cameras[name].publish_failures += 1
         self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
     def _publish_diagnostics(self) -> None:
-        w = self.worker
-        ground_warning = self.ground.condition() if self.ground is not None else None
-        level, message, values = self.pipeline.diagnostics(w.received, w.dropped, self.rate_skipped, w.failed,
-                                                           extra=[(WARN, ground_warning)] if ground_warning else None)
-        if self.ground is not None:
-            values += self.ground.values()
-        status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",
-                                  message=message, hardware_id=str(self.segmenter.device),
-                                  values=[KeyValue(key=k, value=v) for k, v in values])
-        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
-                                              status=[status]))
+        worker, seg = self.worker, self.segmenter
+        if worker is None or seg is None or self.diag_pub is None:
+            return
+        statuses = []
+        for cam in self.cameras.values():
+            warning = cam.ground.condition() if cam.ground is not None else None
+            level, message, values = cam.pipeline.diagnostics(
+                worker.received_by.get(cam.name, 0), worker.dropped_by.get(cam.name, 0), cam.rate_limited,
+                cam.publish_failures, extra=[(WARN, warning)] if warning else None)
+            if cam.ground is not None:
+                values += cam.ground.values()
+            label = f"{cam.name} segmentation" if cam.name else "segmentation"
+            statuses.append(DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: {label}",
+                                             message=message, hardware_id=str(seg.device),
+                                             values=[KeyValue(key=k, value=v) for k, v in values]))
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=statuses))
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        self._unsubscribe()
+        self._release()
         super().destroy_node()
-
-
-STARTUP_ERRORS = (ArtifactError, ModelConfigError, ValueError, OSError)
 
 
 def main(args: list[str] | None = None, shutdown: Shutdown | None = None) -> int:
     """Run the node until SIGINT / SIGTERM; 0 on a clean exit (at any moment), 1
-    with one fatal line when it cannot start (bad parameter, missing model)."""
+    with one fatal line when it cannot start (bad parameter, missing model).
+    `--lifecycle` (before any --ros-args): a managed node, waiting unconfigured."""
     shutdown = shutdown or Shutdown().install()
+    argv = sys.argv if args is None else args
+    lifecycle = "--lifecycle" in remove_ros_args(argv)
     node = None
     try:
         with shutdown.interruptible():
             # rclpy's own handlers would raise KeyboardInterrupt again on the
             # second Ctrl-C; Shutdown takes the signals instead.
-            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-            node = SegmentationNode()
+            rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+            node = SegmentationNode(lifecycle=lifecycle)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # A short timeout: the signal handler only sets a flag, checked here.
-        while not shutdown.requested.is_set() and rclpy.ok():
+        while not shutdown.requested.is_set() and rclpy.ok() and not node.finalized:
             executor.spin_once(timeout_sec=0.1)
+        if lifecycle and not node.finalized:
+            node.trigger_shutdown()  # from whichever primary state: releases everything
     except (ShutdownRequested, ExternalShutdownException):
         pass
     except STARTUP_ERRORS as exc:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .health import Health
 from .image_msgs import (
     MAX_PIXELS,
@@ -82,26 +84,23 @@ class FramePipeline:
     input_bits: int = 16
     health: Health = field(default_factory=Health)
 
-    def process(self, raw: bytes | memoryview, wanted: Sequence[str]) -> FrameResult | None:
-        """Serialized Image / CompressedImage -> output fields. Never raises: a
-        frame that cannot be converted is a bad frame, one the model fails on an
-        inference failure, each counted with its reason (None returned)."""
+    def parse(self, raw: bytes | memoryview) -> tuple[ImageView, np.ndarray] | None:
+        """Serialized Image / CompressedImage -> (header view, RGB); None for a
+        bad frame, counted with its reason. Never raises."""
         try:
             view = parse_compressed_cdr(raw) if self.compressed else parse_image_cdr(raw)
-            rgb = view_to_rgb(view, self.max_pixels, self.input_bits)
+            return view, view_to_rgb(view, self.max_pixels, self.input_bits)
         except ImageConversionError as exc:
             self.health.frame_bad(str(exc))
-            return None
         except Exception as exc:  # noqa: BLE001 - whatever a frame makes a decoder raise (cv2.error, MemoryError)
             self.health.frame_bad(f"{type(exc).__name__}: {exc}")
-            return None
-        try:
-            seg = self.segmenter(rgb, wanted)
-            outputs = {name: image_fields(getattr(seg, name), OUTPUT_ENCODINGS[name]) for name in wanted}
-        except Exception as exc:  # noqa: BLE001 - counted and shown in /diagnostics; the node carries on
-            self.health.frame_failed(f"{type(exc).__name__}: {exc}")
-            return None
-        return FrameResult(view, outputs, seg.mask)
+        return None
+
+    def process(self, raw: bytes | memoryview, wanted: Sequence[str]) -> FrameResult | None:
+        """One frame -> output fields. Never raises: a frame that cannot be
+        converted is a bad frame, one the model fails on an inference failure,
+        each counted with its reason (None returned)."""
+        return process_batch(self.segmenter, [(self, raw, wanted)])[0]
 
     def diagnostics(self, received: int, dropped: int, rate_limited: int = 0, other_failures: int = 0,
                     now: float | None = None,
@@ -113,6 +112,32 @@ class FramePipeline:
         values += [("device", str(seg.device)), ("precision", seg.precision), ("backend", seg.backend),
                    ("model", seg.name)]
         return level, msg, values
+
+
+def process_batch(segmenter: Segmenter, frames: Sequence[tuple[FramePipeline, bytes | memoryview, Sequence[str]]],
+                  ) -> list[FrameResult | None]:
+    """Frames of several cameras (each with its own pipeline, i.e. its own
+    counts, and its own wanted outputs) through one model: frames of one size
+    go in one forward pass. Results in input order; None where a frame was bad
+    or its batch failed (counted in that camera's health). Never raises."""
+    results: list[FrameResult | None] = [None] * len(frames)
+    by_size: dict[tuple[int, ...], list[tuple[int, ImageView, np.ndarray]]] = {}
+    for i, (pipe, raw, _) in enumerate(frames):
+        parsed = pipe.parse(raw)
+        if parsed is not None:
+            by_size.setdefault(parsed[1].shape, []).append((i, *parsed))
+    for group in by_size.values():
+        union = list(dict.fromkeys(n for i, _, _ in group for n in frames[i][2]))
+        try:
+            segs = segmenter.segment_batch([rgb for _, _, rgb in group], union)
+            done = [FrameResult(view, {n: image_fields(getattr(seg, n), OUTPUT_ENCODINGS[n]) for n in frames[i][2]},
+                                seg.mask) for (i, view, _), seg in zip(group, segs)]
+            for (i, _, _), result in zip(group, done):
+                results[i] = result
+        except Exception as exc:  # noqa: BLE001 - counted and shown in /diagnostics; the node carries on
+            for i, _, _ in group:
+                frames[i][0].health.frame_failed(f"{type(exc).__name__}: {exc}")
+    return results
 
 
 def wanted_outputs(enabled: dict[str, bool], subscribers: Callable[[str], int]) -> list[str]:

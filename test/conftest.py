@@ -83,8 +83,9 @@ def start_node(tmp_path, tiny_artifact):
 
     procs = []
 
-    def start(*ros_args: str, model: str | None = None, name: str = "node"):
-        args = ["--ros-args", "-p", f"model:={model or tiny_artifact}", "-p", "device:=cpu", *ros_args]
+    def start(*ros_args: str, model: str | None = None, name: str = "node", lifecycle: bool = False):
+        args = [*(["--lifecycle"] if lifecycle else []), "--ros-args", "-p", f"model:={model or tiny_artifact}",
+                "-p", "device:=cpu", *ros_args]
         proc = NodeProcess(args, tmp_path / f"{name}{len(procs)}.log")
         procs.append(proc)
         return proc

@@ -95,6 +95,17 @@ class Peer:
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=0.02)
 
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
+        """Call a service of another process and wait for its answer."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            self.spin_until(client.service_is_ready, timeout, f"service {name}")
+            future = client.call_async(request)
+            self.spin_until(future.done, timeout, f"the answer of {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
     def wait_for_subscriber(self, pub, timeout: float = 30.0) -> None:
         self.spin_until(lambda: pub.get_subscription_count() > 0, timeout, f"a subscriber on {pub.topic_name}")
 

@@ -41,7 +41,7 @@ def in_workspace(install: Path, command: str, cwd: Path) -> subprocess.Completed
 def test_colcon_install_layout(tmp_path: Path, mode: tuple[str, ...]) -> None:
     install = colcon_build(tmp_path, *mode) / PKG
     share = install / "share" / PKG
-    for name in ("segment.launch.py", "two_cameras.launch.py", "evaluate.launch.py"):
+    for name in ("segment.launch.py", "cameras.launch.py", "evaluate.launch.py"):
         assert (share / "launch" / name).read_text() == (REPO / "launch" / name).read_text()
     for path in (REPO / "config").glob("*.yaml"):
         assert (share / "config" / path.name).read_text() == path.read_text()

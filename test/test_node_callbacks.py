@@ -49,7 +49,7 @@ def make_node(ros, tiny_artifact):
 def _send(ros, node, raw, topic="/image"):
     pub = ros.publisher(Image, topic)
     ros.wait_for_subscriber(pub)
-    seen = lambda: node.worker.received + node.rate_skipped  # noqa: E731
+    seen = lambda: node.worker.received + node.cameras[''].rate_limited  # noqa: E731
     before = seen()
     pub.publish(raw)
     ros.spin_until(lambda: seen() > before, what="the frame at the node")
@@ -90,7 +90,8 @@ def test_colour_outputs_are_computed_only_while_subscribed(make_node, ros, table
     np.testing.assert_array_equal(image_array(costs[0]), table.cost_lut()[image_array(masks[0])])
 
     overlays = ros.collect(Image, "/segmentation_node/overlay")
-    ros.spin_until(lambda: node.pubs["overlay"].get_subscription_count() == 1, what="the overlay subscriber")
+    overlay_pub = node.cameras[""].pubs["overlay"]
+    ros.spin_until(lambda: overlay_pub.get_subscription_count() == 1, what="the overlay subscriber")
     _send(ros, node, image_cdr(random_rgb(), sec=43))
     ros.spin_until(lambda: overlays, what="an overlay")
     assert asked[-1] == ("mask", "cost", "overlay") and overlays[0].encoding == "rgb8"
@@ -136,7 +137,7 @@ def test_max_rate_skips_frames_between_accepted_ones(make_node, ros):
     _send(ros, node, image_cdr(random_rgb(), sec=2))
     ros.spin_until(lambda: masks, what="a mask")
     ros.spin_for(0.2)
-    assert node.rate_skipped == 1 and [m.header.stamp.sec for m in masks] == [1]
+    assert node.cameras[''].rate_limited == 1 and [m.header.stamp.sec for m in masks] == [1]
 
 
 def test_compressed_parameter_switches_the_subscription(make_node, ros):
@@ -144,7 +145,7 @@ def test_compressed_parameter_switches_the_subscription(make_node, ros):
     ros.spin_until(lambda: ros.node.get_subscriptions_info_by_topic("/image/compressed"), what="the subscription")
     (info,) = ros.node.get_subscriptions_info_by_topic("/image/compressed")
     assert info.topic_type == "sensor_msgs/msg/CompressedImage"
-    assert set(node.pubs) == {"mask", "cost"}
+    assert set(node.cameras[''].pubs) == {"mask", "cost"}
 
 
 def test_bad_parameter_raises_naming_it(ros, tiny_artifact):

@@ -206,7 +206,7 @@ def test_segment_yaml_declares_every_node_parameter():
     assert {name: default for name, (default, _) in PARAMETERS.items()} == params
 
 
-@pytest.mark.parametrize("name", ["segment.launch.py", "two_cameras.launch.py", "evaluate.launch.py"])
+@pytest.mark.parametrize("name", ["segment.launch.py", "cameras.launch.py", "evaluate.launch.py"])
 def test_launch_files_compile_and_define_the_entry_point(name):
     tree = ast.parse((REPO / "launch" / name).read_text())
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
@@ -221,7 +221,7 @@ def _launch_arguments(name: str) -> set[str]:
 def test_readme_launch_commands_use_declared_arguments():
     readme = (REPO / "README.md").read_text()
     commands = re.findall(r"ros2 launch offroad_seg_ros (\S+\.launch\.py)((?: \w+:=\S+| \.\.\.)*)", readme)
-    assert {name for name, _ in commands} >= {"segment.launch.py", "two_cameras.launch.py", "evaluate.launch.py"}
+    assert {name for name, _ in commands} >= {"segment.launch.py", "cameras.launch.py", "evaluate.launch.py"}
     for name, args in commands:
         used = set(re.findall(r"(\w+):=", args))
         assert used <= _launch_arguments(name), f"README passes {used - _launch_arguments(name)} to {name}"
