@@ -126,10 +126,14 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self._timer: Any = None
         if lifecycle:
             self.get_logger().info("lifecycle node: unconfigured, waiting for configure")
-        else:  # a plain node brings itself up; a failure is fatal
+            return
+        try:  # a plain node brings itself up; a failure is fatal
             if self.trigger_configure() != SUCCESS:
                 raise self.configure_error or RuntimeError("configure failed")
             self.trigger_activate()
+        except BaseException:  # incl. Ctrl-C while loading: leave the graph cleanly
+            self.destroy_node()
+            raise
 
     # -- lifecycle -------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -112,17 +112,22 @@ class _Session:
                 f"node {self.target} did not appear within {timeout:g} s on ROS_DOMAIN_ID="
                 f"{os.environ.get('ROS_DOMAIN_ID', '0')}; nodes seen: {', '.join(nodes) or 'none'}"
             )
-        topics: list[tuple[str, list[str]]] = []
+        found: list[str] = []
 
         def subscribed() -> bool:
-            topics[:] = self.node.get_subscriber_names_and_types_by_node(self.target_name, self.target_ns)
-            return any(want in types for _, types in topics)
+            # From the endpoints, not the node's own listing: a node of the same
+            # name that just died can linger in the graph for a while with none.
+            found[:] = [topic for topic, types in self.node.get_topic_names_and_types() if want in types
+                        and any((i.node_name, i.node_namespace) == (self.target_name, self.target_ns)
+                                for i in self.node.get_subscriptions_info_by_topic(topic))]
+            return bool(found)
 
         if not self.wait(subscribed, timeout):
-            listed = ", ".join(f"{t} ({', '.join(ts)})" for t, ts in topics) or "none"
+            listed = ", ".join(t for t, _ in self.node.get_subscriber_names_and_types_by_node(
+                self.target_name, self.target_ns)) or "none"
             raise ReplayError(f"node {self.target} subscribes to no {want} topic (the bag's image type); "
                               f"its subscriptions: {listed}")
-        return next(t for t, types in topics if want in types)
+        return found[0]
 
     def close(self) -> None:
         self.executor.shutdown()

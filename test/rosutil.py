@@ -95,6 +95,23 @@ class Peer:
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=0.02)
 
+    def send_until(self, pub, msg: Any, done: Callable[[], bool], timeout: float = 20.0, every: float = 0.5,
+                   what: str = "an answer") -> None:
+        """Publish `msg` again every `every` s until `done()`. DDS matching is
+        asynchronous on each side: a publisher may count a subscriber before that
+        subscriber's reader has matched it, so the first sample after a match can
+        be lost; the first frame of a test is sent this way."""
+        end = time.monotonic() + timeout
+        while True:
+            pub.publish(msg)
+            resend = time.monotonic() + every
+            while time.monotonic() < resend:
+                if done():
+                    return
+                self.executor.spin_once(timeout_sec=0.02)
+            if time.monotonic() > end:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
         """Call a service of another process and wait for its answer."""
         client = self.node.create_client(srv_type, name)

@@ -51,8 +51,7 @@ def _send(ros, node, raw, topic="/image"):
     ros.wait_for_subscriber(pub)
     seen = lambda: node.worker.received + node.cameras[''].rate_limited  # noqa: E731
     before = seen()
-    pub.publish(raw)
-    ros.spin_until(lambda: seen() > before, what="the frame at the node")
+    ros.send_until(pub, raw, lambda: seen() > before, every=1.0, what="the frame at the node")
     assert node.worker.idle()  # taken, processed and published
 
 

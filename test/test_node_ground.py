@@ -53,20 +53,18 @@ def test_grid_and_obstacles(start_node, peer, tiny_artifact):
     rgb = random_rgb(H, W, seed=11)
 
     # No camera_info yet: the frame is segmented, the ground outputs wait, diagnostics say why.
-    pub.publish(image_cdr(rgb, sec=1))
-    peer.spin_until(lambda: diags and "no camera_info received on /cam/camera_info yet" in diags[-1].status[0].message,
-                    what="the camera_info warning")
+    peer.send_until(pub, image_cdr(rgb, sec=1), lambda: diags and "no camera_info received on /cam/camera_info yet"
+                    in diags[-1].status[0].message, what="the camera_info warning")
     assert grids == [] and diags[-1].status[0].level == b"\x01"
 
     # A zero focal length is refused and counted.
-    info_pub.publish(_info(k=[0.0] + K[1:]))
-    peer.spin_until(lambda: _diag(diags[-1]).get("camera_info_refused") == "1", what="a refused camera_info")
+    peer.send_until(info_pub, _info(k=[0.0] + K[1:]), lambda: _diag(diags[-1]).get("camera_info_refused") != "0",
+                    what="a refused camera_info")
     assert "zero or invalid focal length" in _diag(diags[-1])["ground_problem"]
 
     info_pub.publish(_info())
     peer.spin_for(0.3)
-    pub.publish(image_cdr(rgb, sec=2, nanosec=5))
-    peer.spin_until(lambda: grids and clouds, what="~/grid and ~/obstacles")
+    peer.send_until(pub, image_cdr(rgb, sec=2, nanosec=5), lambda: grids and clouds, what="~/grid and ~/obstacles")
     grid, cloud = grids[-1], clouds[-1]
 
     seg = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
@@ -91,9 +89,8 @@ def test_grid_and_obstacles(start_node, peer, tiny_artifact):
     # camera_info for another image size: refused for these frames, named.
     info_pub.publish(_info(width=640, height=480))
     peer.spin_for(0.3)
-    pub.publish(image_cdr(rgb, sec=3))
-    peer.spin_until(lambda: "says 640x480, the image is 80x60" in _diag(diags[-1])["ground_problem"],
-                    what="the size mismatch")
+    peer.send_until(pub, image_cdr(rgb, sec=3), lambda: "says 640x480, the image is 80x60"
+                    in _diag(diags[-1])["ground_problem"], what="the size mismatch")
 
 
 @pytest.mark.parametrize("pose, message", [

@@ -26,10 +26,16 @@ def _state(peer) -> str:
     return peer.call(GetState, f"{NODE}/get_state", GetState.Request()).current_state.label
 
 
-def _frame_gets_a_mask(peer, pub, masks, sec: int, wait: float) -> bool:
+def _frame_gets_a_mask(peer, pub, masks, sec: int) -> bool:
+    peer.send_until(pub, image_cdr(random_rgb(), sec=sec), lambda: any(m.header.stamp.sec == sec for m in masks),
+                    what=f"the mask of frame {sec}")
+    return True
+
+
+def _no_mask(peer, pub, masks, sec: int) -> bool:
     pub.publish(image_cdr(random_rgb(), sec=sec))
-    peer.spin_for(wait)
-    return any(m.header.stamp.sec == sec for m in masks)
+    peer.spin_for(1.0)
+    return not any(m.header.stamp.sec == sec for m in masks)
 
 
 def test_transitions_and_their_failure_paths(start_node, peer, tiny_artifact, tmp_path):
@@ -53,15 +59,15 @@ def test_transitions_and_their_failure_paths(start_node, peer, tiny_artifact, tm
 
     assert _set(peer, Transition.TRANSITION_ACTIVATE) and _state(peer) == "active"
     peer.wait_for_subscriber(pub)
-    assert _frame_gets_a_mask(peer, pub, masks, 1, 3.0)
+    assert _frame_gets_a_mask(peer, pub, masks, 1)
 
     # deactivate: no processing, the model stays loaded.
     assert _set(peer, Transition.TRANSITION_DEACTIVATE) and _state(peer) == "inactive"
     peer.spin_until(lambda: peer.node.count_subscribers("/image") == 0, what="the subscription to go")
-    assert not _frame_gets_a_mask(peer, pub, masks, 2, 1.0)
+    assert _no_mask(peer, pub, masks, 2)
     assert _set(peer, Transition.TRANSITION_ACTIVATE)
     peer.wait_for_subscriber(pub)
-    assert _frame_gets_a_mask(peer, pub, masks, 3, 3.0)
+    assert _frame_gets_a_mask(peer, pub, masks, 3)
     assert node.output.count("warming up") == 1  # not reloaded
 
     # cleanup frees the model; configure loads it again.

@@ -45,13 +45,14 @@ def test_outputs_equal_the_offline_segmenter(start_node, peer, offline, tmp_path
               (random_rgb(540 // 4, 960 // 4, seed=3), "rgb8", 0)]
     for i, (rgb, enc, pad) in enumerate(frames):
         wire = rgb[..., ::-1] if enc == "bgr8" else rgb
-        pub.publish(image_cdr(np.ascontiguousarray(wire), sec=100 + i, nanosec=i * 7, frame_id=f"cam{i}",
-                              encoding=enc, pad=pad))
-        peer.spin_until(lambda n=i: all(len(o) > n for o in outs.values()), what=f"outputs of frame {i}")
+        raw = image_cdr(np.ascontiguousarray(wire), sec=100 + i, nanosec=i * 7, frame_id=f"cam{i}", encoding=enc,
+                        pad=pad)
+        peer.send_until(pub, raw, lambda n=i: all(any(m.header.stamp.sec == 100 + n for m in o) for o in outs.values()),
+                        what=f"outputs of frame {i}")
     for i, (rgb, _, _) in enumerate(frames):
         want = offline(rgb, ("mask", "cost", "confidence", "color"))
         for name, got in outs.items():
-            msg = got[i]
+            msg = next(m for m in got if m.header.stamp.sec == 100 + i)
             assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (100 + i, i * 7, f"cam{i}")
             assert (msg.height, msg.width) == rgb.shape[:2]
             assert msg.encoding == ("rgb8" if name == "color" else "mono8")
@@ -66,16 +67,21 @@ def test_diagnostics_bad_frames_and_recovery(start_node, peer):
     node.wait_for_line("segmenting")
     peer.wait_for_subscriber(pub)
     rgb = random_rgb()
-    pub.publish(image_cdr(rgb, encoding="xyz9"))  # a bad frame first: the node must carry on
-    peer.spin_until(lambda: any(_diag_values(d).get("bad_frames") == "1" for d in diags), what="bad_frames 1")
+    peer.send_until(pub, image_cdr(rgb, sec=1), lambda: masks, what="the first mask")  # both sides matched
+    peer.spin_until(lambda: diags and int(_diag_values(diags[-1])["frames_processed"]) >= 1, what="counts")
+    base = {k: int(_diag_values(diags[-1])[k]) for k in ("frames_in", "frames_processed", "bad_frames")}
+    pub.publish(image_cdr(rgb, encoding="xyz9"))  # a bad frame: the node must carry on
+    peer.spin_until(lambda: int(_diag_values(diags[-1])["bad_frames"]) == base["bad_frames"] + 1, what="bad frame")
     for sec in (5, 6):
         pub.publish(image_cdr(rgb, sec=sec))
         peer.spin_until(lambda s=sec: any(m.header.stamp.sec == s for m in masks), what=f"mask of frame {sec}")
-    peer.spin_until(lambda: _diag_values(diags[-1])["frames_processed"] == "2", what="frames_processed 2")
+    peer.spin_until(lambda: int(_diag_values(diags[-1])["frames_processed"]) == base["frames_processed"] + 2,
+                    what="two more processed")
     status = diags[-1].status[0]
     values = _diag_values(diags[-1])
     assert status.name == "/segmentation_node: segmentation" and status.hardware_id == "cpu"
-    assert values["frames_in"] == "3" and values["bad_frames"] == "1" and values["model"] == "tiny-random"
+    assert int(values["frames_in"]) == base["frames_in"] + 3 and values["model"] == "tiny-random"
+    assert int(values["bad_frames"]) == base["bad_frames"] + 1 == 1
     assert "xyz9" in node.output  # the reason is logged
 
 
@@ -87,8 +93,7 @@ def test_compressed_input(start_node, peer, offline):
     peer.wait_for_subscriber(pub)
     rgb = random_rgb(90, 120, seed=4)
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    pub.publish(compressed_cdr(jpeg.tobytes(), sec=9))
-    peer.spin_until(lambda: masks, what="a mask")
+    peer.send_until(pub, compressed_cdr(jpeg.tobytes(), sec=9), lambda: masks, what="a mask")
     decoded = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(image_array(masks[0]), offline(decoded).mask)
     assert masks[0].header.stamp.sec == 9
@@ -106,8 +111,8 @@ def test_use_sim_time_latency_from_clock(start_node, peer):
     for _ in range(5):  # a steady /clock before and while the frame goes through
         clock.publish(sim)
         peer.spin_for(0.05)
-    pub.publish(image_cdr(random_rgb(), sec=4999, nanosec=750_000_000))
-    peer.spin_until(lambda: diags and _diag_values(diags[-1])["frames_processed"] == "1", what="a processed frame")
+    peer.send_until(pub, image_cdr(random_rgb(), sec=4999, nanosec=750_000_000),
+                    lambda: diags and _diag_values(diags[-1])["frames_processed"] != "0", what="a processed frame")
     clock.publish(sim)
     peer.spin_until(lambda: diags[-1].header.stamp.sec == 5000, what="diagnostics stamped with sim time")
     assert _diag_values(diags[-1])["latency_p50_ms"] == "250.00"
@@ -121,16 +126,20 @@ def test_short_soak_every_frame_accounted_for(start_node, peer):
     pub = peer.publisher(Image, "/image", RELIABLE)
     node.wait_for_line("segmenting")
     peer.wait_for_subscriber(pub)
+    masks = peer.collect(Image, "/segmentation_node/mask")
+    peer.send_until(pub, image_cdr(random_rgb(120, 160), sec=1), lambda: masks, what="the first mask")
+    peer.spin_until(lambda: diags and _diag_values(diags[-1])["frames_in_flight"] == "0", what="settled")
+    base = int(_diag_values(diags[-1])["frames_in"])
     good = image_cdr(random_rgb(120, 160), sec=3)
     kinds = [good, image_cdr(random_rgb(120, 160), encoding="xyz"), image_cdr(random_rgb(120, 160), sec=0),
              image_cdr(random_rgb(120, 160))[:-50]]
     for i in range(300):
         pub.publish(kinds[i % 7 % 4])
-    peer.spin_until(lambda: diags and _diag_values(diags[-1])["frames_in"] == "300"
+    peer.spin_until(lambda: _diag_values(diags[-1])["frames_in"] == str(base + 300)
                     and _diag_values(diags[-1])["frames_in_flight"] == "0", timeout=60, what="all 300 frames settled")
     v = {k: int(x) for k, x in _diag_values(diags[-1]).items() if k.startswith(("frames", "bad", "inference"))}
     assert v["frames_in"] == (v["frames_processed"] + v["frames_dropped"] + v["bad_frames"]
-                              + v["frames_rate_limited"] + v["inference_failures"]) == 300
+                              + v["frames_rate_limited"] + v["inference_failures"]) == base + 300
     assert v["bad_frames"] > 0 and v["frames_dropped"] > 0 and v["inference_failures"] == 0
     assert node.proc.poll() is None
 
