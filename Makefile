@@ -38,7 +38,7 @@ demo: $(VENV)/.installed
 # Robots run on ROS's Python: Jazzy ships numpy 1.26 (and scipy 1.11, which the training
 # extras import; the newest scipy for Python 3.12 needs numpy 2); OpenCV 4.10 is an older
 # OpenCV 4 API. The suite runs a second time with these in front of the venv's own
-# (less the signal-by-signal shutdown matrix, which does not depend on them).
+# (less the signal-by-signal shutdown matrix and the torchrun runs, which do not depend on them).
 COMPAT := $(VENV)/compat
 $(COMPAT)/.installed: $(VENV)/.installed
 	rm -rf $(COMPAT)
@@ -48,7 +48,7 @@ $(COMPAT)/.installed: $(VENV)/.installed
 
 test: $(VENV)/.installed $(VENV)/.ros $(COMPAT)/.installed
 	$(PY) -m pytest -q test
-	PYTHONPATH=$(COMPAT)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m pytest -q -p no:cacheprovider -m "not signals" test
+	PYTHONPATH=$(COMPAT)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m pytest -q -p no:cacheprovider -m "not signals and not ddp" test
 
 lint: $(VENV)/.installed $(VENV)/.ros
 	$(VENV)/bin/ruff check .

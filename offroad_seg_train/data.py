@@ -9,9 +9,11 @@ mask against the class table, so bad data fails before the first step.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 import pytorch_lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from offroad_seg_ros.classes import ClassTable
 from offroad_seg_ros.dataset import DatasetError, Sample, find_split, list_samples, read_image, read_raw_mask
@@ -51,7 +53,12 @@ class FrameCache:
     """Memory-mapped uint8 arrays of a split's frames and masks.
 
     Keyed by the file list, sizes, mtimes, scale and class table; rebuilt when
-    any of them changes. Written to temporary names and renamed when complete.
+    any of them changes. Safe to share between processes (every rank of a
+    multi-GPU job, and every node on a shared filesystem): one process builds
+    it under an exclusive file lock, into names unique to that process, and
+    publishes it by renaming; the metadata file, written last, records the
+    arrays' sizes, so a half-written or stale cache is detected and rebuilt,
+    never used. The others wait on the lock and open the finished cache.
     """
 
     def __init__(self, samples: list[Sample], table: ClassTable, scale: float, cache_dir: Path,
@@ -65,16 +72,33 @@ class FrameCache:
         self.images_path = cache_dir / f"{key}.images.u8"
         self.masks_path = cache_dir / f"{key}.masks.u8"
         self.meta_path = cache_dir / f"{key}.json"
-        if not self.meta_path.is_file():
-            self._build(ignore_unknown, workers)
+        if not self._complete():
+            with open(cache_dir / f"{key}.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait for it
+                try:
+                    if not self._complete():
+                        self._build(ignore_unknown, workers)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
         self.shape = tuple(json.loads(self.meta_path.read_text())["shape"])
         self._images: np.memmap | None = None
         self._masks: np.memmap | None = None
 
+    def _complete(self) -> bool:
+        """The metadata is written last and names the arrays' byte sizes."""
+        try:
+            meta = json.loads(self.meta_path.read_text())
+            return (os.path.getsize(self.images_path) == meta["images_bytes"]
+                    and os.path.getsize(self.masks_path) == meta["masks_bytes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
     def _build(self, ignore_unknown: bool, workers: int) -> None:
+        self.meta_path.unlink(missing_ok=True)  # a stale or half-written cache is never used
         first = load_pair(self.samples[0], self.table, self.scale, ignore_unknown)
         n, (h, w) = len(self.samples), first[0].shape[:2]
-        tmp_i, tmp_m = self.images_path.with_suffix(".tmp"), self.masks_path.with_suffix(".tmp")
+        unique = f".{os.getpid()}.{socket.gethostname()}.tmp"  # never shared, even across nodes
+        tmp_i, tmp_m = self.images_path.with_suffix(unique), self.masks_path.with_suffix(unique)
         images = np.lib.format.open_memmap(tmp_i, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
         masks = np.lib.format.open_memmap(tmp_m, mode="w+", dtype=np.uint8, shape=(n, h, w))
 
@@ -87,13 +111,21 @@ class FrameCache:
                 )
             images[i], masks[i] = image, mask
 
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(fill, range(n)))
-        images.flush()
-        masks.flush()
-        os.replace(tmp_i, self.images_path)
-        os.replace(tmp_m, self.masks_path)
-        self.meta_path.write_text(json.dumps({"shape": [n, h, w]}))
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(fill, range(n)))
+            images.flush()
+            masks.flush()
+            os.replace(tmp_i, self.images_path)
+            os.replace(tmp_m, self.masks_path)
+        finally:
+            tmp_i.unlink(missing_ok=True)
+            tmp_m.unlink(missing_ok=True)
+        meta = {"shape": [n, h, w], "images_bytes": os.path.getsize(self.images_path),
+                "masks_bytes": os.path.getsize(self.masks_path)}
+        tmp_meta = self.meta_path.with_suffix(unique)
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, self.meta_path)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -104,6 +136,24 @@ class FrameCache:
             self._masks = np.load(self.masks_path, mmap_mode="r")
         assert self._masks is not None
         return np.asarray(self._images[i]), np.asarray(self._masks[i])
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Validation and test frames split over ranks without padding: rank r
+    takes frames r, r + world, ... so every frame is scored exactly once and the
+    summed confusion matrix equals a single process's. (torch's
+    DistributedSampler pads the split to a multiple of the world size by
+    repeating frames, which counts them twice.) Ranks may get a frame more or
+    less; evaluation has no per-step collectives, so that is fine."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))  # type: ignore[arg-type]
 
 
 class TrainDataset(Dataset):
@@ -214,8 +264,12 @@ class DualityDataModule(L.LightningDataModule):
 
     def _loader(self, ds: Dataset, batch: int, train: bool) -> DataLoader:
         workers = self.hparams.num_workers
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        # Lightning leaves a DistributedSampler subclass in place (and would pad a plain one).
+        sampler = UnpaddedDistributedSampler(ds) if distributed and not train else None
         return DataLoader(
-            ds, batch_size=batch, shuffle=train, drop_last=train and self.hparams.drop_last,
+            ds, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
+            drop_last=train and self.hparams.drop_last,
             num_workers=workers, pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.hparams.persistent_workers and workers > 0,
         )

@@ -24,10 +24,6 @@ class CheckpointMismatch(ValueError):
     """A checkpoint does not fit the configured model (class table, architecture)."""
 
 
-def _adam(params):
-    return torch.optim.Adam(params, lr=2e-4)
-
-
 class SegModule(L.LightningModule):
     """Semantic segmentation with any smp architecture and encoder.
 
@@ -41,7 +37,7 @@ class SegModule(L.LightningModule):
         inference_scale: frame scale the model is trained and run at (1.0 = native).
         mean, std: input normalisation (0..1 scale), stored in the artifact.
         model_kwargs: extra smp arguments (e.g. decoder_pyramid_channels).
-        optimizer, scheduler: any torch optimiser / LR scheduler, from config.
+        optimizer, scheduler: any torch optimiser / LR scheduler, from config (default Adam, lr 2e-4).
     """
 
     def __init__(
@@ -56,7 +52,7 @@ class SegModule(L.LightningModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         model_kwargs: dict[str, Any] | None = None,
-        optimizer: OptimizerCallable = _adam,
+        optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
@@ -105,7 +101,11 @@ class SegModule(L.LightningModule):
         cm = self.val_metrics.cm
         if cm is None:
             cm = torch.zeros(len(self.table), len(self.table) + 1, dtype=torch.long, device=self.device)
-        cm = self.trainer.strategy.reduce(cm.float(), reduce_op="sum")  # sum over DDP ranks
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every rank scored its own frames (no padding, see data.UnpaddedDistributedSampler):
+            # the split's matrix is the exact integer sum (float32 would round large pixel counts).
+            cm = cm.clone()
+            torch.distributed.all_reduce(cm)
         s = scores(cm)
         self.log(f"{prefix}/mIoU", s["miou"], prog_bar=True, sync_dist=False)
         self.log(f"{prefix}/pixel_acc", s["pixel_accuracy"], sync_dist=False)
@@ -126,7 +126,9 @@ class SegModule(L.LightningModule):
 
     # -- optimisation -------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        # A callable default would reach LightningCLI as its string form; None is Adam 2e-4.
+        factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=2e-4))
+        optimizer = factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer,
