@@ -285,7 +285,46 @@ def bench_projection(table: ClassTable, n: int) -> None:
     row("projection: with a 960x540 depth image, one frame, p50", np.median(t) * 1e3, "ms", "projection_depth_ms")
 
 
+def bench_ddp(tmp: Path, table: ClassTable) -> None:
+    """Training samples/s with 1 and 2 CPU processes (torchrun, gloo) on the same generated data:
+    one epoch of the small recipe at half scale, its wall time from Lightning's fit start to end."""
+    import re
+    import socket
+    import subprocess
+
+    from offroad_seg_train.synth import generate
+
+    root = tmp / "ddp_data"
+    generate(root, {"train": 32, "val": 2}, seed=0, workers=2, progress=None)
+    cfg = Path(__file__).resolve().parents[1] / "config" / "train_cpu.yaml"
+    exe = Path(sys.executable).parent
+    for procs in (1, 2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cli = [str(exe / "offroad-seg"), "train", "fit", "--config", str(cfg), "--data.root", str(root),
+               "--data.cache_dir", str(tmp / "ddp_cache"), "--trainer.default_root_dir", str(tmp / f"ddp{procs}"),
+               "--trainer.max_epochs", "2", "--data.batch_size", "4", "--data.num_workers", "0",
+               "--data.persistent_workers", "false", "--trainer.enable_progress_bar", "false",
+               "--trainer.accelerator", "cpu", "--trainer.devices", str(procs)]
+        if procs > 1:
+            cli = [str(exe / "torchrun"), "--nproc-per-node", str(procs), "--master-port", str(port), *cli,
+                   "--trainer.strategy", "ddp"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // procs))}
+        t0 = time.perf_counter()
+        out = subprocess.run(cli, capture_output=True, text=True, env=env)
+        seconds = time.perf_counter() - t0
+        if out.returncode != 0:
+            raise RuntimeError(out.stdout[-2000:] + out.stderr[-2000:])
+        assert re.search(r"best val/mIoU", out.stdout + out.stderr)
+        row(f"ddp: 2 epochs x 32 scenes (half scale, batch 4/process), {procs} process(es), wall incl. start-up",
+            seconds, "s", f"ddp_{procs}proc_s")
+        row(f"ddp: {procs} process(es), training samples/s (incl. start-up and validation)", 64 / seconds,
+            "samples/s", f"ddp_{procs}proc_samples_per_s")
+
+
 SECTION_FNS = {
+    "ddp": lambda tmp, table, n: bench_ddp(tmp, table),
     "projection": lambda tmp, table, n: bench_projection(table, n),
     "remap": lambda tmp, table, n: bench_remap(table),
     "synth": lambda tmp, table, n: bench_synth(tmp),

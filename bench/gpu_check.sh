@@ -24,3 +24,21 @@ $PY -c "import offroad_seg_ros.segmenter, offroad_seg_train.cli, rosbags; print(
   2>&1 | tee "$OUT/imports.log" || exit 1
 timeout 150 $PY -m pytest -q -p no:cacheprovider test/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 timeout 420 $PY bench/gpu_bench.py --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "it/s"
+# Multi-GPU scaling (machines with more than one GPU): the reference recipe for 30 steps per
+# process through torchrun on 1, 2, 4, 8 GPUs; images/s = GPUs x batch x steps / fit seconds.
+NGPU=$(nvidia-smi -L | wc -l)
+if [ "$NGPU" -gt 1 ]; then
+  $PY -c "from offroad_seg_train.synth import generate; generate('$OUT/scaling_data', {'train': 128, 'val': 4})"
+  for n in 1 2 4 8; do
+    [ "$n" -le "$NGPU" ] || break
+    start=$(date +%s.%N)
+    timeout 240 $PY -m torch.distributed.run --nproc-per-node "$n" -m offroad_seg_ros.cli train fit \
+      --config config/train.yaml --data.root "$OUT/scaling_data" --model.encoder_weights null \
+      --trainer.devices "$n" --trainer.strategy ddp --trainer.max_epochs 1 --trainer.limit_train_batches 30 \
+      --trainer.limit_val_batches 1 --trainer.precision bf16-mixed --trainer.default_root_dir "/tmp/scaling$n" \
+      > "$OUT/scaling_$n.log" 2>&1
+    end=$(date +%s.%N)
+    echo "scaling: $n GPU(s): $(echo "$n * 32 * 30 / ($end - $start)" | bc -l | cut -c1-7) img/s incl. start-up" \
+      | tee -a "$OUT/scaling.txt"
+  done
+fi

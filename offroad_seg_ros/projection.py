@@ -188,6 +188,7 @@ class ClassCosts:
     def __init__(self, table: ClassTable, cost_lut: np.ndarray):
         self.n = len(table)
         self.cost = np.asarray(cost_lut[:self.n], np.int64)
+        self.cost_u8 = self.cost.astype(np.uint8)
         groups = [c.group for c in table.classes]
         self.obstacle = np.array([g == "obstacle" for g in groups])
         self.ground = np.array([g in ("free", "rough") for g in groups])
@@ -221,6 +222,9 @@ class GroundProjector:
         cells = grid.cells(ground)  # NaN (above the horizon) lands nowhere
         self.pixels = np.flatnonzero(cells >= 0)  # the flat-ground table: pixels that land in the grid
         self.pixel_cells = cells[self.pixels]
+        # The cells any pixel can reach (the camera sees a wedge of the grid): the
+        # per-frame histogram covers only those, numbered compactly.
+        self.view_cells, self.pixel_view = np.unique(self.pixel_cells, return_inverse=True)
         self._keys: dict[int, np.ndarray] = {}  # cell x buckets, per number of buckets
         self._rays_xy = self.rays[:, :2].astype(np.float32)
 
@@ -241,8 +245,8 @@ class GroundProjector:
         if depth is None:
             keys = self._keys.get(nb)
             if keys is None:
-                keys = self._keys[nb] = self.pixel_cells * nb
-            return self._reduce(keys + costs.bucket[mask.reshape(-1)[self.pixels]], costs)
+                keys = self._keys[nb] = self.pixel_view * nb
+            return self._reduce(keys + costs.bucket[mask.reshape(-1)[self.pixels]], costs, self.view_cells)
         cells, cls = self._depth_cells(depth), mask.reshape(-1)
         keep = cells >= 0
         return self._reduce(cells[keep] * nb + costs.bucket[cls[keep]], costs)
@@ -256,18 +260,29 @@ class GroundProjector:
         d = np.where(valid, d, np.float32(np.nan))  # invalid depth lands nowhere
         return self.grid.cells(self.origin[:2].astype(np.float32) + self._rays_xy * d[:, None])
 
-    def _reduce(self, keys: np.ndarray, costs: ClassCosts) -> tuple[np.ndarray, np.ndarray]:
-        """keys = cell x (classes + 1) + bucket -> per-cell class histogram -> the cell rule."""
+    def _reduce(self, keys: np.ndarray, costs: ClassCosts,
+                cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """keys = cell x (classes + 1) + bucket -> per-cell class histogram ->
+        the cell rule. `cells`: the grid cells the key's cell numbers stand for
+        (None: all of the grid, in order)."""
         g = self.grid
         nb = costs.n + 1
-        hist = np.bincount(keys, minlength=g.rows * g.cols * nb).reshape(-1, nb)
+        n = g.rows * g.cols if cells is None else cells.size
+        hist = np.bincount(keys, minlength=n * nb).reshape(-1, nb)
         obstacle_hist = hist[:, costs.obstacle_order] > 0
         obstacle = obstacle_hist.any(1)
-        obstacle_cost = costs.cost[costs.obstacle_order][obstacle_hist.argmax(1)]
+        obstacle_cost = costs.cost_u8[costs.obstacle_order][obstacle_hist.argmax(1)]
         ground_hist = hist[:, costs.ground_classes]
-        ground_cost = np.where(ground_hist.any(1), costs.cost[costs.ground_classes][ground_hist.argmax(1)], UNKNOWN)
-        out = np.where(obstacle, obstacle_cost, ground_cost)
-        return out.astype(np.uint8).reshape(g.rows, g.cols), obstacle.reshape(g.rows, g.cols)
+        ground_cost = np.where(ground_hist.any(1), costs.cost_u8[costs.ground_classes][ground_hist.argmax(1)],
+                               np.uint8(UNKNOWN))
+        values = np.where(obstacle, obstacle_cost, ground_cost)
+        if cells is None:
+            return values.reshape(g.rows, g.cols), obstacle.reshape(g.rows, g.cols)
+        out = np.full(g.rows * g.cols, UNKNOWN, np.uint8)
+        out[cells] = values
+        flags = np.zeros(g.rows * g.cols, bool)
+        flags[cells] = obstacle
+        return out.reshape(g.rows, g.cols), flags.reshape(g.rows, g.cols)
 
 
 def occupancy_values(grid: np.ndarray) -> np.ndarray:
