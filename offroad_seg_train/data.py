@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytorch_lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from offroad_seg_ros.classes import ClassTable
 from offroad_seg_ros.dataset import DatasetError, Sample, find_split, list_samples, read_image, read_raw_mask
@@ -162,11 +162,24 @@ class TrainDataset(Dataset):
     def __init__(self, frames: FrameCache, pipeline: list[dict[str, Any]]):
         self.frames = frames
         self.transform = build_pipeline(pipeline)
+        self._seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
 
+    def _reseed(self) -> None:
+        """albumentations keeps its own random state, drawn from OS entropy
+        unless seeded, so seed_everything alone left every run's augmentations
+        different. Seed it from torch: a worker's seed (torch derives it from
+        the seeded main process, per epoch and worker), or the main process's."""
+        info = get_worker_info()
+        seed = info.seed if info is not None else torch.initial_seed()
+        if seed != self._seed:
+            self.transform.set_random_seed(seed % 2**32)
+            self._seed = seed
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self._reseed()
         image, mask = self.frames[i]
         out = self.transform(image=image, mask=mask)
         return torch.from_numpy(np.ascontiguousarray(out["image"])), torch.from_numpy(

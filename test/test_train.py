@@ -188,3 +188,17 @@ def test_bad_config_is_one_clear_error(args, message, synth_root, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and message in err, err[-2000:]
     assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_same_seed_same_training(synth_root, tmp_path):
+    """Two runs from one seed end with identical weights and scores: augmentation
+    randomness comes from the seeded torch state, in worker processes too."""
+    results = []
+    for run in ("a", "b"):
+        model, data, trainer = _tiny(synth_root, tmp_path / run, epochs=2)
+        data.hparams.num_workers = 2  # albumentations in worker processes
+        data.hparams.persistent_workers = False
+        trainer.fit(model, data)
+        results.append((model.last_val_scores["miou"], next(model.parameters()).detach().clone()))
+    assert results[0][0] == results[1][0]
+    assert torch.equal(results[0][1], results[1][1])
