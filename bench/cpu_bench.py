@@ -323,7 +323,38 @@ def bench_ddp(tmp: Path, table: ClassTable) -> None:
             "samples/s", f"ddp_{procs}proc_samples_per_s")
 
 
+def bench_hostile(n: int) -> None:
+    """How long a ~1 kB JPEG / PNG that claims 8000x8000 pixels takes to be refused
+    (the header is read, nothing decoded)."""
+    import struct
+    import zlib
+
+    import cv2
+
+    from offroad_seg_ros.image_msgs import ImageConversionError, compressed_to_rgb
+
+    ok, jpg = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))
+    jpeg = bytearray(jpg.tobytes())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5:sof + 9] = struct.pack(">HH", 8000, 8000)
+    ok, pn = cv2.imencode(".png", np.full((16, 16, 3), 90, np.uint8))
+    png = bytearray(pn.tobytes())
+    png[16:24] = struct.pack(">II", 8000, 8000)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    for fmt, data in (("jpeg", bytes(jpeg)), ("png", bytes(png))):
+        def refuse(data=data, fmt=fmt):
+            try:
+                compressed_to_rgb(fmt, data)
+            except ImageConversionError:
+                return
+            raise AssertionError("not refused")
+        t = timeit(refuse, n * 30)
+        row(f"hostile input: {len(data)}-byte {fmt} claiming 8000x8000, refused in (p50 / max)",
+            np.median(t) * 1e6, f"us (max {t.max() * 1e6:.0f} us)", f"bomb_{fmt}_refuse_us")
+
+
 SECTION_FNS = {
+    "hostile": lambda tmp, table, n: bench_hostile(n),
     "ddp": lambda tmp, table, n: bench_ddp(tmp, table),
     "projection": lambda tmp, table, n: bench_projection(table, n),
     "remap": lambda tmp, table, n: bench_remap(table),

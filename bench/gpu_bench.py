@@ -247,6 +247,34 @@ def bench_cameras(art: Path, frames: list[np.ndarray]) -> None:
             row(f"  peak GPU memory ({n} models, contexts not counted)", mib, "MiB", f"cams{n}_separate_vram_mib")
 
 
+def bench_projection() -> None:
+    """Ground projection of a 960x540 mask onto 200x200 cells of 0.05 m: torch on the device
+    the model runs on (the mask never leaves it) vs numpy on the CPU."""
+    from offroad_seg_ros.classes import ClassTable
+    from offroad_seg_ros.projection import (
+        CameraModel,
+        CameraPose,
+        ClassCosts,
+        GridSpec,
+        GroundProjector,
+        TorchGroundProjector,
+    )
+
+    table = ClassTable.default()
+    camera = CameraModel(960, 540, (500.0, 0, 479.5, 0, 500.0, 269.5, 0, 0, 1), (-0.1, 0.02, 0, 0, 0), "plumb_bob")
+    t0 = time.perf_counter()
+    proj = GroundProjector(camera, CameraPose(x=0.3, z=1.2, pitch=0.25), GridSpec(0.05, 10.0, 10.0, max_range=8.0))
+    row("projection: lookup-table build", (time.perf_counter() - t0) * 1e3, "ms", "projection_build_ms")
+    costs = ClassCosts(table, table.cost_lut())
+    mask = np.random.default_rng(0).integers(0, len(table), (540, 960), dtype=np.uint8)
+    t = times(lambda: proj.project(mask, costs), 50)
+    row("projection: numpy on the CPU, p50", 1e3 * np.median(t), "ms", "projection_numpy_ms")
+    on_device = TorchGroundProjector(proj, costs, DEVICE)
+    mask_t = torch.from_numpy(mask).to(DEVICE)
+    t = times(lambda: on_device.project(mask_t), 100)
+    row(f"projection: torch on {DEVICE} (mask already there), p50", 1e3 * np.median(t), "ms", "projection_torch_ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="bench/out")
@@ -269,7 +297,8 @@ def main() -> None:
         tmp = Path(d)
         art = reference_artifact(tmp)
         sections = [("inference", lambda: bench_inference(art, frames)),
-                    ("cameras", lambda: bench_cameras(art, frames))]
+                    ("cameras", lambda: bench_cameras(art, frames)),
+                    ("projection", bench_projection)]
         data_root = tmp / "data"
         scenes = {"train": 12, "val": 2} if SMOKE else {"train": 96, "val": 8}
         sections += [("data", lambda: generate(data_root, scenes, png_level=1, progress=None)),

@@ -285,6 +285,52 @@ class GroundProjector:
         return out.reshape(g.rows, g.cols), flags.reshape(g.rows, g.cols)
 
 
+class TorchGroundProjector:
+    """The flat-ground table of a GroundProjector on a torch device, so a mask
+    that is already there (the model's output on the GPU) is projected without
+    a copy to the host: the same gather, bincount and cell rule in torch."""
+
+    def __init__(self, projector: GroundProjector, costs: ClassCosts, device: Any = "cpu"):
+        import torch
+
+        self.grid = projector.grid
+        self.shape = (projector.camera.height, projector.camera.width)
+        nb = costs.n + 1
+        dev = torch.device(device)
+        self.nb, self.n_classes = nb, costs.n
+        self.pixels = torch.from_numpy(projector.pixels).to(dev)
+        self.keys = torch.from_numpy(projector.pixel_view * nb).to(dev)
+        self.cells = torch.from_numpy(projector.view_cells).to(dev)
+        self.bucket = torch.from_numpy(costs.bucket.astype(np.int64)).to(dev)
+        self.obstacle_order = torch.from_numpy(costs.obstacle_order).to(dev)
+        self.ground_classes = torch.from_numpy(costs.ground_classes).to(dev)
+        self.cost = torch.from_numpy(costs.cost_u8).to(dev)
+
+    def project(self, mask: Any) -> tuple[Any, Any]:
+        """uint8 (H, W) mask tensor -> (uint8 costs, bool obstacle) tensors (rows, cols) on its device."""
+        import torch
+
+        if tuple(mask.shape) != self.shape:
+            raise ProjectionError(f"mask is {mask.shape[1]}x{mask.shape[0]}, camera_info says "
+                                  f"{self.shape[1]}x{self.shape[0]}")
+        keys = self.keys + self.bucket[mask.reshape(-1)[self.pixels].long()]
+        n = self.cells.numel()
+        hist = torch.bincount(keys, minlength=n * self.nb).reshape(n, self.nb)
+        obstacle_hist = hist[:, self.obstacle_order] > 0
+        obstacle = obstacle_hist.any(1)
+        obstacle_cost = self.cost[self.obstacle_order][obstacle_hist.to(torch.uint8).argmax(1)]
+        ground_hist = hist[:, self.ground_classes]
+        unknown = torch.full_like(obstacle_cost, UNKNOWN)
+        ground_cost = torch.where(ground_hist.amax(1) > 0, self.cost[self.ground_classes][ground_hist.argmax(1)],
+                                  unknown)
+        g = self.grid
+        out = torch.full((g.rows * g.cols,), UNKNOWN, dtype=torch.uint8, device=mask.device)
+        out[self.cells] = torch.where(obstacle, obstacle_cost, ground_cost)
+        flags = torch.zeros(g.rows * g.cols, dtype=torch.bool, device=mask.device)
+        flags[self.cells] = obstacle
+        return out.reshape(g.rows, g.cols), flags.reshape(g.rows, g.cols)
+
+
 def occupancy_values(grid: np.ndarray) -> np.ndarray:
     """Nav2 costs (0..254, 255 unknown) -> nav_msgs/OccupancyGrid data (0..100, -1 unknown)."""
     occ = np.round(grid.astype(np.float64) * (100.0 / 254.0)).astype(np.int8)

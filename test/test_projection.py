@@ -197,3 +197,18 @@ def test_project_command_draws_frames_beside_their_grids(synth_root, tmp_path, t
     res = subprocess.run([str(cli), "project", str(synth_root / "test"), "--out", str(tmp_path / "up"),
                           "--pose", "0", "0", "1", "0", "-1.5", "0"], capture_output=True, text=True)
     assert res.returncode == 2 and "sees no ground" in res.stderr and not (tmp_path / "up").exists()
+
+
+def test_torch_projection_equals_numpy(table, costs):
+    import torch
+
+    from offroad_seg_ros.projection import TorchGroundProjector
+
+    camera = CameraModel(640, 480, K, PLUMB_BOB, "plumb_bob")
+    proj = GroundProjector(camera, CameraPose(z=1.5, pitch=0.35), GridSpec(resolution=0.1, size_x=20, size_y=20))
+    mask = np.random.default_rng(0).integers(0, len(table), (480, 640), dtype=np.uint8)
+    mask[:40] = 255  # unpredicted pixels are skipped as sky is
+    want_cost, want_obstacle = proj.project(mask, costs)
+    cost, obstacle = TorchGroundProjector(proj, costs).project(torch.from_numpy(mask))
+    np.testing.assert_array_equal(cost.numpy(), want_cost)
+    np.testing.assert_array_equal(obstacle.numpy(), want_obstacle)
