@@ -115,7 +115,9 @@ class LatestFrameWorker(Generic[T]):
             time.sleep(0.001)
         return False
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop taking frames and end the thread; False if it is still busy
+        after `timeout` (e.g. inside a long model load, which cannot be interrupted)."""
         with self._cond:
             self._stopping = True
             for key in self._pending:
@@ -123,3 +125,4 @@ class LatestFrameWorker(Generic[T]):
             self._pending = {}
             self._cond.notify()
         self._thread.join(timeout)
+        return not self._thread.is_alive()

@@ -16,7 +16,9 @@ where anything is created or released, in both modes.
 from __future__ import annotations
 
 import array
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +87,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 }
 OUTPUTS = ("mask", "cost", "confidence", "color", "overlay")
 STARTUP_ERRORS = (ArtifactError, ModelConfigError, ValueError, OSError)
+MODEL_THREAD = "segmentation-model"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -208,7 +211,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         if len(names) > 1 and "" in names or len(set(names)) != len(names):
             raise ValueError(f"parameter cameras must be distinct non-empty names (or ['']), got {names}")
         log = self.get_logger()
-        self.worker = LatestFrameWorker(self._process, self._failed, batch=True)
+        self.worker = LatestFrameWorker(self._process, self._failed, name=MODEL_THREAD, batch=True)
         log.info(f"loading model {p['model']} ({p['backend']}, device {p['device']}, {p['precision']})")
         # The worker thread owns the model: torch.compile keeps its CUDA
         # graphs per thread (older torch even fails on another thread), so
@@ -266,7 +269,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
 
     def _release(self) -> None:
         if self.worker is not None:
-            self.worker.stop()
+            self.worker.stop()  # may time out inside a model load: see main()
             self.worker = None
         for cam in self.cameras.values():
             for pub in [*cam.pubs.values(), cam.grid_pub, cam.cloud_pub]:
@@ -388,6 +391,7 @@ def main(args: list[str] | None = None, shutdown: Shutdown | None = None) -> int
     argv = sys.argv if args is None else args
     lifecycle = "--lifecycle" in remove_ros_args(argv)
     node = None
+    rc = 0
     try:
         with shutdown.interruptible():
             # rclpy's own handlers would raise KeyboardInterrupt again on the
@@ -405,13 +409,24 @@ def main(args: list[str] | None = None, shutdown: Shutdown | None = None) -> int
         pass
     except STARTUP_ERRORS as exc:
         rclpy.logging.get_logger("segmentation_node").fatal(f"cannot start: {exc}")
-        return 1
+        rc = 1
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
         shutdown.exiting()
-    return 0
+    if _model_thread_alive():
+        # Ctrl-C came while the model thread was inside a model load (C++ in
+        # torch / onnxruntime; it cannot be interrupted). Finalizing Python
+        # under it ends in std::terminate, so leave now: nothing is left to save.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
+
+
+def _model_thread_alive() -> bool:
+    return any(t.name == MODEL_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 if __name__ == "__main__":

@@ -193,3 +193,17 @@ def test_shutdown_is_clean_at_any_moment(start_node, peer, stage, delivery):
     feeding.set()
     assert rc == 0, node.output
     assert "Traceback" not in node.output and "KeyboardInterrupt" not in node.output, node.output
+
+
+@pytest.mark.signals
+def test_ctrl_c_during_a_long_uninterruptible_warm_up_exits_cleanly(start_node):
+    # compile: true on the CPU keeps the model thread inside torch.compile for
+    # a minute; Ctrl-C must not wait for it, nor end in std::terminate.
+    node = start_node("-p", "compile:=true")
+    node.wait_for_line("warming up")
+    time.sleep(2.0)
+    node.send(signal.SIGINT)
+    time.sleep(0.05)
+    node.send(signal.SIGINT)
+    assert node.wait(30) == 0, node.output
+    assert "Traceback" not in node.output and "terminate" not in node.output, node.output
