@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install -c constraints.txt -e ".[train,onnx,test]"
+	$(PIP) install -c constraints.txt -e ".[train,onnx,openvino,test]"
 	touch $@
 
 # Real ROS 2 for the node's tests: a sourced ROS 2 (its rclpy on PYTHONPATH) is

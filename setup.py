@@ -42,6 +42,8 @@ setup(
             "tensorboard>=2.14",
         ],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+        # CPU robots: backend openvino (fp32 / bf16 / int8) and `offroad-seg quantize`.
+        "openvino": ["openvino>=2024.4", "nncf>=2.14"],
         "test": ["pytest>=8", "pytest-timeout", "ruff", "mypy", "colcon-common-extensions>=0.3"],
     },
     entry_points={

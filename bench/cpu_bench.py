@@ -353,7 +353,47 @@ def bench_hostile(n: int) -> None:
             np.median(t) * 1e6, f"us (max {t.max() * 1e6:.0f} us)", f"bomb_{fmt}_refuse_us")
 
 
+def bench_backends(tmp: Path, n: int) -> None:
+    """Every CPU backend on the light profile, round-robin over the same frames in one run:
+    the whole path (960x540 uint8 frame in -> mask + cost out), p50 / p95 / frames/s, and
+    pixel agreement with torch fp32 (random weights: many near-ties, so agreement is a floor)."""
+    from offroad_seg_ros.quantize import quantize_artifact
+    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_train.synth import TEST_BIOME, generate, render_scene
+
+    light = light_artifact(tmp)
+    if not (light / "model_int8.xml").is_file():
+        generate(tmp / "calib", {"val": 16, "test": 4}, seed=3, workers=2, progress=None)
+        quantize_artifact(light, tmp / "calib", split="val", frames=16, check_split="test", check_frames=4)
+    frames = [render_scene(np.random.default_rng(i), TEST_BIOME)[0] for i in range(4)]
+    configs = {
+        "torch fp32": dict(device="cpu"),
+        "onnxruntime fp32": dict(backend="onnxruntime"),
+        "openvino fp32": dict(backend="openvino", precision="fp32"),
+        "openvino bf16": dict(backend="openvino", precision="bf16"),
+        "openvino int8": dict(backend="openvino", precision="int8"),
+    }
+    segs = {k: Segmenter(light, **kw) for k, kw in configs.items()}
+    ref = [segs["torch fp32"](f).mask for f in frames]
+    times: dict[str, list[float]] = {k: [] for k in segs}
+    for _ in range(max(3, n)):
+        for k, seg in segs.items():  # round-robin: every backend sees the same load
+            for f in frames:
+                t = time.perf_counter()
+                seg(f, ("mask", "cost"))
+                times[k].append(time.perf_counter() - t)
+    for k, seg in segs.items():
+        t = np.array(times[k][len(frames):])  # first round is warm-up
+        agree = np.mean([(seg(f).mask == r).mean() for f, r in zip(frames, ref)])
+        key = k.replace(" ", "_")
+        row(f"light profile, {k}: p50", np.percentile(t, 50) * 1e3, "ms", f"backend_{key}_p50_ms")
+        row(f"light profile, {k}: p95", np.percentile(t, 95) * 1e3, "ms", f"backend_{key}_p95_ms")
+        row(f"light profile, {k}: frames/s", 1 / np.mean(t), "frames/s", f"backend_{key}_fps")
+        row(f"light profile, {k}: pixel agreement with torch fp32", 100 * agree, "%", f"backend_{key}_agree_pct")
+
+
 SECTION_FNS = {
+    "backends": lambda tmp, table, n: bench_backends(tmp, n),
     "hostile": lambda tmp, table, n: bench_hostile(n),
     "ddp": lambda tmp, table, n: bench_ddp(tmp, table),
     "projection": lambda tmp, table, n: bench_projection(table, n),

@@ -56,7 +56,7 @@ def generate_launch_description():
                               description="node parameters YAML"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda | cuda:N"),
-        DeclareLaunchArgument("backend", default_value="torch", description="torch | onnxruntime"),
+        DeclareLaunchArgument("backend", default_value="torch", description="torch | onnxruntime | openvino"),
         DeclareLaunchArgument("compressed", default_value="false", description="subscribe to <image>/compressed"),
         DeclareLaunchArgument("lifecycle", default_value="false",
                               description="run as a managed lifecycle node (configure / activate by a manager)"),

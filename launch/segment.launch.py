@@ -26,7 +26,7 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters YAML"),
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda | cuda:N"),
         DeclareLaunchArgument("backend", default_value="torch",
-                              description="torch | onnxruntime (CPU; the artifact needs model.onnx)"),
+                              description="torch | onnxruntime | openvino (CPU; the artifact needs model.onnx)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
         DeclareLaunchArgument("camera_info", default_value="camera_info",
                               description="camera_info topic (for the ground outputs)"),

@@ -87,7 +87,8 @@ def _eval(args: argparse.Namespace) -> int:
     classes = ClassTable.from_yaml(args.classes) if args.classes else None
     metrics, gallery = evaluate(
         args.source, model=args.model, predictions_topic=args.predictions, device=args.device,
-        precision=args.precision, backend=args.backend, limit=args.limit, image_topic=args.image_topic,
+        precision=args.precision, backend=args.backend, threads=args.threads, limit=args.limit,
+        image_topic=args.image_topic,
         gt_topic=args.gt_topic, name_topic=args.name_topic, classes=classes,
         ignore_unknown=args.ignore_unknown, progress=not args.quiet,
     )
@@ -142,6 +143,18 @@ def _project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from .quantize import quantize_artifact
+
+    summary = quantize_artifact(args.artifact, args.data, split=args.split, frames=args.frames,
+                                check_split=args.check_split, check_frames=args.check_frames)
+    agree = summary["pixel_agreement_with_fp32"]
+    print(f"int8 model written to {args.artifact}/{summary['file']} (calibrated on {summary['calibration']['frames']} "
+          f"{summary['calibration']['split']} frames); pixel agreement with fp32: "
+          f"{'n/a' if agree is None else f'{100 * agree:.2f}%'}; run it with --backend openvino --precision int8")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from offroad_seg_train.demo import run_demo
 
@@ -183,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing artifact directory")
     p.set_defaults(func=_export)
 
+    p = sub.add_parser("quantize", help="calibrate an int8 model (OpenVINO + NNCF) beside an artifact's model.onnx")
+    p.add_argument("artifact", help="model artifact directory exported with --onnx")
+    p.add_argument("data", help="dataset root (holding the calibration split) or a split folder")
+    p.add_argument("--split", default="val", help="calibration split (default val)")
+    p.add_argument("--frames", type=int, default=32, help="calibration frames (default 32)")
+    p.add_argument("--check-split", default="test", help="frames the agreement with fp32 is measured on")
+    p.add_argument("--check-frames", type=int, default=8, help="how many (default 8)")
+    p.set_defaults(func=_quantize)
+
     p = sub.add_parser("bag", help="write a dataset split to a rosbag2 (mcap or sqlite3)")
     p.add_argument("split", help="split folder, e.g. demo-data/test (holding Color_Images/)")
     p.add_argument("out", help="bag directory to create")
@@ -204,8 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the node's recorded masks on TOPIC instead of running a model")
     p.add_argument("--out", required=True, help="report directory to create")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "auto", "int8"],
+                   help="fp32 (default), fp16 (CUDA), bf16; with --backend openvino also auto and int8")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"])
+    p.add_argument("--threads", type=int, default=0, help="CPU runtime intra-op threads (0 = its default)")
     p.add_argument("--limit", type=int, help="score at most N frames")
     p.add_argument("--image-topic", default="/camera/image_raw")
     p.add_argument("--gt-topic", default="/camera/segmentation")

@@ -107,6 +107,7 @@ def evaluate(
     device: str = "auto",
     precision: str = "fp32",
     backend: str = "torch",
+    threads: int = 0,
     limit: int | None = None,
     image_topic: str = IMAGE_TOPIC,
     gt_topic: str = GT_TOPIC,
@@ -122,7 +123,8 @@ def evaluate(
     if model is not None:
         from .segmenter import Segmenter
 
-        segmenter = Segmenter(model, device=device, precision=precision, backend=backend, warmup_size=None)
+        segmenter = Segmenter(model, device=device, precision=precision, backend=backend, warmup_size=None,
+                              threads=threads)
         table = segmenter.classes
     else:
         table = classes or ClassTable.default()

@@ -54,8 +54,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "cameras": ([""], "camera names: each gets <name>/image and ~/<name>/... outputs; [''] = one camera on image"),
     "model": ("", "model artifact directory (model.json + weights.safetensors)"),
     "device": ("auto", "auto | cpu | cuda | cuda:N"),
-    "precision": ("fp32", "fp32 | fp16 | bf16"),
-    "backend": ("torch", "torch | onnxruntime"),
+    "precision": ("fp32", "fp32 | fp16 | bf16; with backend openvino also auto | int8"),
+    "backend": ("torch", "torch | onnxruntime | openvino"),
+    "threads": (0, "intra-op threads of the CPU runtime (onnxruntime, openvino); 0 = its default"),
     "compile": (False, "torch.compile the inference path (CUDA graphs on GPU)"),
     "compressed": (False, "subscribe to image/compressed instead of image"),
     "max_pixels": (MAX_PIXELS, "frames above this many pixels are refused unread (decompression bombs)"),
@@ -220,7 +221,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         def load() -> Segmenter:
             return Segmenter(p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
                              compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
-                             overlay_alpha=p["overlay_alpha"], warmup_size=None)
+                             overlay_alpha=p["overlay_alpha"], warmup_size=None, threads=p["threads"])
 
         self.segmenter = seg = self.worker.call(load)
         log.info("warming up" + (" (compiling: this takes a while the first time)" if p["compile"] else ""))

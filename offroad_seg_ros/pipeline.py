@@ -54,6 +54,8 @@ def check_parameters(p: dict[str, Any]) -> None:
         raise ValueError(f"parameter max_rate must be >= 0 Hz (0 = unlimited), got {p['max_rate']}")
     if p["diagnostics_period"] <= 0:
         raise ValueError(f"parameter diagnostics_period must be > 0 s, got {p['diagnostics_period']}")
+    if p["threads"] < 0:
+        raise ValueError(f"parameter threads must be >= 0 (0 = the runtime's default), got {p['threads']}")
     if p["max_pixels"] < 1:
         raise ValueError(f"parameter max_pixels must be at least 1, got {p['max_pixels']}")
     if not 8 <= p["input_bits"] <= 16:

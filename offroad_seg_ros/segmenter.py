@@ -22,7 +22,7 @@ from .preprocess import predict_labels
 
 OUTPUTS = ("mask", "cost", "color", "overlay", "confidence")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
 @dataclass
@@ -48,8 +48,10 @@ def resolve_device(device: str) -> torch.device:
 class Segmenter:
     """Runs a model artifact on frames.
 
-    device: auto | cpu | cuda | cuda:N. precision: fp32 | fp16 | bf16.
-    backend: torch | onnxruntime (CPU; needs the artifact's model.onnx).
+    device: auto | cpu | cuda | cuda:N. precision: fp32 | fp16 | bf16 (and, with
+    backend openvino: auto | int8).
+    backend: torch | onnxruntime | openvino (CPU; need the artifact's model.onnx).
+    threads: intra-op threads of the CPU runtime (0 = its default).
     compile: torch.compile the whole path (on CUDA in "reduce-overhead" mode,
     i.e. replayed CUDA graphs, re-captured per input shape). Off by default:
     the first compile takes tens of seconds.
@@ -65,8 +67,15 @@ class Segmenter:
         cost_overrides: dict[str, int] | None = None,
         overlay_alpha: float = 0.5,
         warmup_size: tuple[int, int] | None = (540, 960),
+        threads: int = 0,
     ):
-        if precision not in PRECISIONS:
+        if backend == "openvino":
+            from .openvino_backend import OV_PRECISIONS
+
+            if precision not in OV_PRECISIONS or device not in ("auto", "cpu") or compile:
+                raise ValueError(f"backend openvino runs on the CPU without compile, precision one of {OV_PRECISIONS}; "
+                                 f"got device {device!r}, precision {precision!r}, compile {compile}")
+        elif precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -78,17 +87,24 @@ class Segmenter:
                 f"precision {precision!r}, compile {compile} (use device auto or cpu, precision fp32)"
             )
         self.device = resolve_device(device) if backend == "torch" else torch.device("cpu")
-        self.dtype = PRECISIONS[precision]
+        self.dtype = PRECISIONS.get(precision, torch.float32)  # openvino's precision is its own
         if self.device.type == "cpu" and precision == "fp16":
             raise ValueError("precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
         self.backend = backend
         self.precision = precision
         self.overlay_alpha = overlay_alpha
         self._session = None
+        self._ov = None
+        self.net: torch.nn.Module | None = None
         if backend == "onnxruntime":
             self.artifact: Artifact = read_artifact(model)
-            self._session = self._onnx_session(self.artifact)
-            self.net: torch.nn.Module | None = None
+            self._session = self._onnx_session(self.artifact, threads)
+        elif backend == "openvino":
+            from .openvino_backend import OpenVinoModel
+
+            self.artifact = read_artifact(model)
+            self._ov = OpenVinoModel(self.artifact, precision, threads)
+            self.precision = self._ov.precision  # what `auto` chose
         else:
             self.artifact, net = load_artifact(model)
             self.net = net.to(self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
@@ -119,7 +135,7 @@ class Segmenter:
         return self.artifact.name
 
     @staticmethod
-    def _onnx_session(artifact: Artifact):
+    def _onnx_session(artifact: Artifact, threads: int = 0):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -131,6 +147,8 @@ class Segmenter:
             )
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads > 0:
+            opts.intra_op_num_threads = threads
         return ort.InferenceSession(str(artifact.onnx_path), opts, providers=["CPUExecutionProvider"])
 
     def _onnx_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,6 +159,13 @@ class Segmenter:
     def _labels(self, images: torch.Tensor, want_conf: bool):
         """uint8 (B, H, W, 3) on device -> class map (and confidence) at input size."""
         height, width = images.shape[1:3]
+        if self._ov is not None:  # argmax and confidence inside the OpenVINO graph
+            labels_np, conf_np = self._ov(self.pre(images).contiguous().numpy(), want_conf)
+            labels = self.pre.labels_to_input_size(
+                self.pre.crop(torch.from_numpy(labels_np), height, width), height, width)
+            conf = None if conf_np is None else self.pre.labels_to_input_size(
+                self.pre.crop(torch.from_numpy(conf_np), height, width), height, width)
+            return labels, conf
         forward = self._onnx_forward if self._session is not None else self.net
         assert forward is not None
         labels, logits = predict_labels(forward, self.pre, images, self.dtype)

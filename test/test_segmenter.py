@@ -106,3 +106,40 @@ def test_compiled_path_matches_eager(tiny_artifact, frames):
 def test_onnxruntime_backend_refuses_torch_only_options(tiny_artifact, kwargs):
     with pytest.raises(ValueError, match="backend onnxruntime runs fp32 on the CPU"):
         Segmenter(tiny_artifact, backend="onnxruntime", warmup_size=None, **kwargs)
+
+
+def test_openvino_backend_agrees(seg, frames, tiny_artifact):
+    ov = Segmenter(tiny_artifact, backend="openvino", precision="fp32")
+    for f in frames:
+        a, b = ov(f, OUTPUTS), seg(f, OUTPUTS)
+        assert (a.mask == b.mask).mean() > 0.9999  # argmax near-ties only
+        np.testing.assert_array_equal(a.cost, seg.cost_lut.numpy()[a.mask])
+        assert np.abs(a.confidence.astype(int) - b.confidence).max() <= 1
+    # several frames of one size in one inference, as the node's cameras arrive
+    batch = ov.segment_batch(frames[:2], ("mask",))
+    assert all((m.mask == ov(f).mask).all() for m, f in zip(batch, frames[:2]))
+
+
+def test_openvino_bf16_and_auto(seg, frames, tiny_artifact):
+    from offroad_seg_ros.openvino_backend import cpu_has_bf16
+
+    bf16 = Segmenter(tiny_artifact, backend="openvino", precision="bf16")
+    auto = Segmenter(tiny_artifact, backend="openvino", precision="auto")
+    assert auto.precision == ("bf16" if cpu_has_bf16() else "fp32")
+    # Random weights have many near-ties (see test_bf16_mostly_agrees); a trained model agrees far more.
+    assert np.mean([(bf16(f).mask == seg(f).mask).mean() for f in frames]) > 0.97
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(precision="fp16"), "precision one of"),
+    (dict(device="cuda"), "runs on the CPU"),
+    (dict(precision="int8"), "model_int8.xml"),
+])
+def test_openvino_backend_refuses_what_it_cannot_do(tiny_artifact, kwargs, match, tmp_path):
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact, art)
+    (art / "model_int8.xml").unlink(missing_ok=True)
+    with pytest.raises(Exception, match=match):
+        Segmenter(art, backend="openvino", **kwargs)

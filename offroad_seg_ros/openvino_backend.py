@@ -1,0 +1,145 @@
+"""The OpenVINO CPU backend of the Segmenter (ROS-free), and int8 artifacts.
+
+The artifact's ONNX network is read by OpenVINO and extended in-graph with the
+argmax (uint8 class map) and the confidence (max softmax x 255), so only
+uint8 maps leave the runtime and no torch kernel runs between the forward
+pass and the lookups. One compiled model per input shape (compiled on first
+use; the warm-up compiles the usual one). Precision: fp32, bf16 (OpenVINO's
+default on CPUs with bf16 units, so fp32 is asked for explicitly), auto
+(bf16 where the CPU has it, else fp32), int8 (the calibrated model written by
+`offroad-seg quantize`, model_int8.xml beside model.onnx).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import Artifact, ArtifactError
+
+OV_PRECISIONS = ("fp32", "bf16", "auto", "int8")
+INT8_XML = "model_int8.xml"
+
+
+def _import_openvino():
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise ArtifactError("backend openvino needs `pip install openvino` (the [openvino] extra)") from exc
+    return ov
+
+
+def cpu_has_bf16() -> bool:
+    ov = _import_openvino()
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def resolve_precision(precision: str) -> str:
+    """fp32 | bf16 | int8; `auto` is bf16 where the CPU has bf16 units, else fp32."""
+    if precision not in OV_PRECISIONS:
+        raise ValueError(f"backend openvino precision must be one of {OV_PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return precision
+
+
+class OpenVinoModel:
+    def __init__(self, artifact: Artifact, precision: str = "auto", threads: int = 0):
+        ov = _import_openvino()
+        self.precision = resolve_precision(precision)
+        if artifact.onnx_path is None:
+            raise ArtifactError(f"backend openvino needs {artifact.path}/model.onnx; "
+                                "export with `offroad-seg export CKPT OUT --onnx`")
+        source = artifact.onnx_path
+        if self.precision == "int8":
+            source = Path(artifact.path) / INT8_XML
+            if not source.is_file():
+                raise ArtifactError(f"precision int8 needs {source}; make it with "
+                                    f"`offroad-seg quantize {artifact.path} DATA_ROOT`")
+        self.core = ov.Core()
+        self.model = with_argmax(self.core.read_model(str(source)))
+        hint = "bf16" if self.precision == "bf16" else "f32"  # int8 layers run int8 whatever the hint
+        self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        if threads > 0:
+            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._compiled: dict[tuple[int, ...], Any] = {}
+        self.source = source
+
+    def __call__(self, x: np.ndarray, want_conf: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """float32 (B, 3, H, W) network input -> uint8 class map (B, H, W) and confidence (or None)."""
+        compiled = self._compiled.get(x.shape)
+        if compiled is None:
+            model = self.model.clone()
+            model.reshape({0: list(x.shape)})
+            compiled = self._compiled[x.shape] = self.core.compile_model(model, "CPU", self.config)
+        out = compiled(np.ascontiguousarray(x, dtype=np.float32))
+        labels = out[compiled.output(0)]
+        return labels, out[compiled.output(1)] if want_conf else None
+
+
+def with_argmax(model: Any) -> Any:
+    """The network with its logits replaced by uint8 argmax and confidence outputs."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    logits = model.output(0).get_node().input_value(0)  # what feeds the Result, not the Result itself
+    top = ops.topk(logits, ops.constant(np.int64(1)), axis=1, mode="max", sort="none", index_element_type="i32")
+    labels = ops.convert(ops.squeeze(top.output(1), ops.constant(np.int64(1))), "u8")
+    prob = ops.reduce_max(ops.softmax(logits, 1), ops.constant(np.int64(1)), keep_dims=False)
+    conf = ops.convert(ops.round(ops.multiply(prob, ops.constant(np.float32(255.0))), "half_to_even"), "u8")
+    return ov.Model([labels.output(0), conf.output(0)], model.get_parameters(), "segmentation_with_argmax")
+
+
+def quantize(artifact_dir: str | Path, inputs: Iterable[np.ndarray], n_frames: int, split: str,
+             check_frames: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Post-training int8 quantization with NNCF, calibrated on `inputs`
+    (network inputs exactly as the Segmenter makes them). Writes model_int8.xml
+    (+ .bin, fp32 weights kept: `compress_to_fp16=False`) beside model.onnx and
+    records the calibration and the measured pixel agreement with fp32 in model.json."""
+    ov = _import_openvino()
+    try:
+        import nncf
+    except ImportError as exc:
+        raise ArtifactError("int8 quantization needs `pip install nncf` (the package's [openvino] extra)") from exc
+    from .artifact import read_artifact
+
+    art = read_artifact(artifact_dir)
+    if art.onnx_path is None:
+        raise ArtifactError(f"{artifact_dir} has no model.onnx: export with --onnx first")
+    calib = list(inputs)
+    if not calib:
+        raise ValueError("no calibration frames")
+    shape = calib[0].shape
+    core = ov.Core()
+    model = core.read_model(str(art.onnx_path))
+    model.reshape({0: list(shape)})
+    quantized = nncf.quantize(model, nncf.Dataset(calib), subset_size=len(calib),
+                              preset=nncf.QuantizationPreset.MIXED)
+    out = Path(artifact_dir) / INT8_XML
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.xml")
+    ov.save_model(quantized, str(tmp), compress_to_fp16=False)
+    agreement = None
+    if check_frames:
+        fp32 = core.compile_model(with_argmax(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        q = core.compile_model(with_argmax(core.read_model(str(tmp))), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        same = [float((fp32(x)[fp32.output(0)] == q(x)[q.output(0)]).mean()) for x in check_frames]
+        agreement = float(np.mean(same))
+    os.replace(tmp, out)
+    os.replace(tmp.with_suffix(".bin"), out.with_suffix(".bin"))
+    summary = {"file": INT8_XML, "tool": f"nncf {nncf.__version__}, openvino {ov.__version__}",
+               "calibration": {"split": split, "frames": n_frames, "input_shape": list(shape),
+                               "preset": "mixed (symmetric weights, asymmetric activations)"},
+               "pixel_agreement_with_fp32": agreement, "agreement_frames": len(check_frames or [])}
+    meta_path = Path(artifact_dir) / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["int8"] = summary
+    meta.setdefault("files", {})["int8"] = INT8_XML
+    tmp_meta = meta_path.with_name(f".model.json.{os.getpid()}")
+    tmp_meta.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp_meta, meta_path)
+    return summary
