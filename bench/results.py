@@ -38,3 +38,13 @@ def timeit(fn: Callable[[], object], n: int, warmup: int = 1, sync: Callable[[],
 def markdown(title: str) -> str:
     lines = [f"| {title} | value | unit |", "| --- | ---: | --- |"]
     return "\n".join(lines + [f"| {n.strip()} | {v} | {u} |" for n, v, u in ROWS])
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), MiB."""
+    from pathlib import Path
+
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")

@@ -19,27 +19,21 @@ import argparse
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 100))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))
-sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
+import rosenv  # noqa: E402, F401  (domain, loopback, Fast DDS profile; before rclpy.init)
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from results import RESULTS, markdown, row  # noqa: E402
+from results import RESULTS, markdown, row, rss_mib  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -162,13 +156,6 @@ def _run_against(cmd: list[str], mask_topic: str, rates: list[float], n: int, la
         proc.wait(30)
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def bench_two_cameras(light: Path, seconds: float = 10.0) -> None:
     """2 cameras in one node (one model, batched) vs 2 nodes: frames/s, start-up, RSS.
     Both cameras offered 960x540 rgb8 at 30 Hz, more than the CPU can do."""
@@ -215,7 +202,7 @@ def bench_two_cameras(light: Path, seconds: float = 10.0) -> None:
                 while time.monotonic() < end:
                     ex.spin_once(timeout_sec=max(0.0, end - time.monotonic()))
             row(f"{label}: masks/s, both cameras together", sum(got.values()) / seconds, "frames/s", f"{key}_fps")
-            row(f"{label}: RSS, all processes", sum(_rss_mib(p.pid) for p in procs), "MiB", f"{key}_rss_mib")
+            row(f"{label}: RSS, all processes", sum(rss_mib(p.pid) for p in procs), "MiB", f"{key}_rss_mib")
         finally:
             for p in procs:
                 p.send_signal(2)

@@ -13,23 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 100))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))
-sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
+import rosenv  # noqa: E402, F401  (domain, loopback, Fast DDS profile; before rclpy.init)
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -37,13 +30,6 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 H, W = 270, 480
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def frames(rng: np.random.Generator, bad_share: float):
@@ -80,7 +66,7 @@ def main() -> None:
     parser.add_argument("--json", help="write results as JSON to this path")
     args = parser.parse_args()
     from cpu_bench import cpu_name, light_artifact
-    from results import RESULTS, markdown, row
+    from results import RESULTS, markdown, row, rss_mib
 
     with tempfile.TemporaryDirectory() as d:
         model = light_artifact(Path(d))

@@ -57,7 +57,7 @@ class OpenVinoModel:
                                 "export with `offroad-seg export CKPT OUT --onnx`")
         source = artifact.onnx_path
         if self.precision == "int8":
-            source = Path(artifact.path) / INT8_XML
+            source = artifact.onnx_path.parent / INT8_XML
             if not source.is_file():
                 raise ArtifactError(f"precision int8 needs {source}; make it with "
                                     f"`offroad-seg quantize {artifact.path} DATA_ROOT`")

@@ -39,7 +39,9 @@ model:
   model_kwargs: {decoder_pyramid_channels: 32, decoder_segmentation_channels: 32}
 data:
   batch_size: 2
-  val_batch_size: 2
+  # One frame per forward pass: a frame's result then cannot depend on which other
+  # frames share its batch (CPU kernels block batches differently), only on the sampler.
+  val_batch_size: 1
   num_workers: 0
   persistent_workers: false
   augment:
