@@ -163,7 +163,7 @@ def depth_metres(raw: bytes, width: int, height: int) -> np.ndarray:
     metres at (height, width), resized (nearest) if it differs; invalid = 0 / NaN / inf."""
     view = parse_image_cdr(raw)
     arr = to_array(view.encoding, view.height, view.width, view.step, view.is_bigendian, view.data, DEPTH_ENCODINGS)
-    metres = arr.astype(np.float32) * (np.float32(0.001) if arr.dtype == np.uint16 else np.float32(1.0))
+    metres: np.ndarray = arr.astype(np.float32) * (np.float32(0.001) if arr.dtype == np.uint16 else np.float32(1.0))
     if metres.shape != (height, width):
         metres = cv2.resize(metres, (width, height), interpolation=cv2.INTER_NEAREST)
     return metres
