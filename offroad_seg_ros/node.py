@@ -416,10 +416,12 @@ def main(args: list[str] | None = None, shutdown: Shutdown | None = None) -> int
             node.destroy_node()
         rclpy.try_shutdown()
         shutdown.exiting()
-    if _model_thread_alive():
-        # Ctrl-C came while the model thread was inside a model load (C++ in
-        # torch / onnxruntime; it cannot be interrupted). Finalizing Python
-        # under it ends in std::terminate, so leave now: nothing is left to save.
+    if shutdown.requested.is_set() or _model_thread_alive():
+        # Stopped by a signal (everything above is already shut down), or the
+        # model thread is still inside an uninterruptible model load or compile
+        # (C++ in torch / onnxruntime; finalizing Python under it ended in
+        # std::terminate). Interpreter finalization has nothing left to save and
+        # can wait on library threads still winding down: leave now.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)
