@@ -53,8 +53,8 @@ def echo(mode: str) -> None:
     from offroad_seg_ros.segmenter import Segmentation
 
     class Trivial:
-        def __call__(self, rgb, wanted):
-            return Segmentation(mask=np.zeros(rgb.shape[:2], np.uint8))
+        def segment_batch(self, images, outputs):
+            return [Segmentation(mask=np.zeros(rgb.shape[:2], np.uint8)) for rgb in images]
 
     rclpy.init()
     node = Node("echo")

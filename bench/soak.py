@@ -79,8 +79,10 @@ def main() -> None:
         pub = node.create_publisher(Image, "/image", RELIABLE)
         lat: list[tuple[float, float]] = []  # (received at, latency s)
         diags: list[dict[str, str]] = []
+        # Unstamped frames (stamp 0) have no latency: counted by the node, left out here too.
         node.create_subscription(Image, "/segmentation_node/mask", lambda m: lat.append(
-            (time.monotonic(), time.time() - m.header.stamp.sec - m.header.stamp.nanosec * 1e-9)), RELIABLE)
+            (time.monotonic(), time.time() - m.header.stamp.sec - m.header.stamp.nanosec * 1e-9))
+            if m.header.stamp.sec else None, RELIABLE)
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(
             {kv.key: kv.value for kv in m.status[0].values}), 10)
         while pub.get_subscription_count() == 0:
