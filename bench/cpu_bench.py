@@ -1,6 +1,6 @@
 """CPU benchmarks: prints a table (and writes JSON with --json PATH).
 
-python bench/cpu_bench.py [--quick] [--only SECTION ...] [--json bench/cpu_results.json]
+python bench/cpu_bench.py [--quick] [--only SECTION ...] [--trained demo-out] [--json bench/cpu_results.json]
 
 Every ratio is measured within one run (this machine is noisy).
 """
@@ -353,57 +353,157 @@ def bench_hostile(n: int) -> None:
             np.median(t) * 1e6, f"us (max {t.max() * 1e6:.0f} us)", f"bomb_{fmt}_refuse_us")
 
 
-def bench_backends(tmp: Path, n: int) -> None:
-    """Every CPU backend on the light profile, round-robin over the same frames in one run:
-    the whole path (960x540 uint8 frame in -> mask + cost out), p50 / p95 / frames/s, and
-    pixel agreement with torch fp32 (random weights: many near-ties, so agreement is a floor)."""
-    from offroad_seg_ros.quantize import quantize_artifact
-    from offroad_seg_ros.segmenter import Segmenter
-    from offroad_seg_train.synth import TEST_BIOME, generate, render_scene
+def ort_int8_artifact(artifact: Path, calib: list[np.ndarray], out: Path) -> Path:
+    """A copy of `artifact` whose model.onnx is onnxruntime's static int8 (QDQ, per-channel
+    weights), calibrated on `calib`: the other int8 candidate, measured beside NNCF's."""
+    import shutil
 
-    light = light_artifact(tmp)
-    if not (light / "model_int8.xml").is_file():
-        generate(tmp / "calib", {"val": 16, "test": 4}, seed=3, workers=2, progress=None)
-        quantize_artifact(light, tmp / "calib", split="val", frames=16, check_split="test", check_frames=4)
-    frames = [render_scene(np.random.default_rng(i), TEST_BIOME)[0] for i in range(4)]
-    configs = {
-        "torch fp32": dict(device="cpu"),
-        "onnxruntime fp32": dict(backend="onnxruntime"),
-        "openvino fp32": dict(backend="openvino", precision="fp32"),
-        "openvino bf16": dict(backend="openvino", precision="bf16"),
-        "openvino int8": dict(backend="openvino", precision="int8"),
-    }
-    segs = {k: Segmenter(light, **kw) for k, kw in configs.items()}
-    ref = [segs["torch fp32"](f).mask for f in frames]
-    times: dict[str, list[float]] = {k: [] for k in segs}
-    for _ in range(max(3, n)):
-        for k, seg in segs.items():  # round-robin: every backend sees the same load
-            for f in frames:
-                t = time.perf_counter()
-                seg(f, ("mask", "cost"))
-                times[k].append(time.perf_counter() - t)
-    for k, seg in segs.items():
-        t = np.array(times[k][len(frames):])  # first round is warm-up
-        agree = np.mean([(seg(f).mask == r).mean() for f, r in zip(frames, ref)])
-        key = k.replace(" ", "_")
-        row(f"light profile, {k}: p50", np.percentile(t, 50) * 1e3, "ms", f"backend_{key}_p50_ms")
-        row(f"light profile, {k}: p95", np.percentile(t, 95) * 1e3, "ms", f"backend_{key}_p95_ms")
-        row(f"light profile, {k}: frames/s", 1 / np.mean(t), "frames/s", f"backend_{key}_fps")
-        row(f"light profile, {k}: pixel agreement with torch fp32", 100 * agree, "%", f"backend_{key}_agree_pct")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x}
+
+    if (out / "model.onnx").is_file():
+        return out
+    shutil.copytree(artifact, out, ignore=shutil.ignore_patterns("model_int8.*"))
+    pre = out / "pre.onnx"
+    # The exported dims are symbolic expressions (32 * h32) that the symbolic shape inference rejects.
+    quant_pre_process(str(artifact / "model.onnx"), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(out / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    pre.unlink()
+    return out
+
+
+def trained_models(demo: Path) -> dict[str, Path]:
+    """The demo's trained FPN-ResNet-18 and the light profile trained on the demo's data
+    (trained here once, kept in the demo folder), both exported with model.onnx."""
+    from offroad_seg_ros.resources import config_path
+    from offroad_seg_train.cli import main as train_main
+    from offroad_seg_train.demo import _best_checkpoint
+    from offroad_seg_train.export import export_checkpoint
+
+    if not (demo / "train" / "DONE").is_file():
+        raise SystemExit(f"--trained {demo}: no finished demo there (run `make demo` first)")
+    light_run = demo / "bench_light"
+    if not (light_run / "DONE").is_file():
+        print(f"[bench] training the light profile on {demo / 'data'} (once) ...", flush=True)
+        code = train_main(["fit", "--config", str(config_path("train_cpu_light.yaml")),
+                           "--data.root", str(demo / "data"), "--data.cache_dir", str(demo / "cache"),
+                           "--trainer.default_root_dir", str(light_run), "--trainer.enable_progress_bar", "false"])
+        if code:
+            raise SystemExit(code)
+        (light_run / "DONE").write_text("trained\n")
+    out = {}
+    for name, run in (("light profile", light_run), ("demo ResNet-18", demo / "train")):
+        art = demo / "bench_models" / name.replace(" ", "_")
+        if not (art / "model.onnx").is_file():
+            export_checkpoint(_best_checkpoint(run / "checkpoints"), art, onnx=True, force=True, name=name)
+        out[name] = art
+    return out
+
+
+BACKENDS = {
+    "torch fp32": dict(device="cpu"),
+    "onnxruntime fp32, torch work on every core (before)": dict(backend="onnxruntime"),
+    "onnxruntime fp32": dict(backend="onnxruntime"),
+    "onnxruntime int8 (QDQ)": dict(backend="onnxruntime"),
+    "openvino fp32": dict(backend="openvino", precision="fp32"),
+    "openvino bf16": dict(backend="openvino", precision="bf16"),
+    "openvino int8 (NNCF)": dict(backend="openvino", precision="int8"),
+}
+
+
+def bench_backends(tmp: Path, n: int, trained: Path | None = None) -> None:
+    """Every CPU backend and precision, round-robin over the same frames in one run: the
+    whole path (960x540 uint8 frame in -> mask + cost out), p50 / p95 / frames/s; pixel
+    agreement with torch fp32 and (with --trained, on the demo's shifted-biome test split)
+    mIoU. Without --trained: the light profile with random weights (many near-ties: its
+    agreement is a floor)."""
+    from offroad_seg_ros.dataset import list_samples, read_image, read_raw_mask
+    from offroad_seg_ros.metrics import MetricAccumulator
+    from offroad_seg_ros.openvino_backend import quantize
+    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_train.synth import generate
+
+    if trained is None:
+        models = {"light profile, random weights": light_artifact(tmp)}
+        data = tmp / "calib"
+        if not (data / "test").is_dir():
+            generate(data, {"val": 16, "test": 4}, seed=3, workers=2, progress=None)
+    else:
+        models, data = trained_models(trained), trained / "data"
+    calib_samples = list_samples(data / "val")[:16]
+    test = list_samples(data / "test")
+    test_images = [read_image(s.image) for s in test]
+    test_gt = [read_raw_mask(s.mask) for s in test]
+    timing_frames = test_images[:4]  # the test split is the shifted biome
+    for model_name, art in models.items():
+        pre = Segmenter(art, backend="onnxruntime", warmup_size=None).pre
+        calib = [pre(torch.from_numpy(read_image(s.image))[None]).contiguous().numpy() for s in calib_samples]
+        if not (art / "model_int8.xml").is_file():
+            quantize(art, calib, len(calib), "val", calib[:4])
+        qdq = ort_int8_artifact(art, calib, tmp / f"{art.name}_ort_int8")
+        segs = {}
+        for k, kw in BACKENDS.items():
+            segs[k] = Segmenter(qdq if "QDQ" in k else art, **kw)
+        # The onnxruntime path as it was: torch's OpenMP workers beside onnxruntime's spinning ones.
+        segs["onnxruntime fp32, torch work on every core (before)"]._host_threads = 0
+        times: dict[str, list[float]] = {k: [] for k in segs}
+        for _ in range(max(3, n)):
+            for k, seg in segs.items():  # round-robin: every backend sees the same load
+                # A pause, as between camera frames: the previous runtime's spinning
+                # workers settle instead of landing on the next backend's first frame.
+                time.sleep(0.05)
+                for f in timing_frames:
+                    t = time.perf_counter()
+                    seg(f, ("mask", "cost"))
+                    times[k].append(time.perf_counter() - t)
+        ref = [segs["torch fp32"](f).mask for f in test_images]
+        table = segs["torch fp32"].classes
+        fps = {}
+        for k, seg in segs.items():
+            t = np.array(times[k][len(timing_frames):])  # the first round is warm-up
+            masks = [seg(f).mask for f in test_images]
+            key = f"{model_name}_{k}".replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+            label = f"{model_name}, {k}"
+            fps[k] = 1 / np.mean(t)
+            row(f"{label}: p50", np.percentile(t, 50) * 1e3, "ms", f"backend_{key}_p50_ms")
+            row(f"{label}: p95", np.percentile(t, 95) * 1e3, "ms", f"backend_{key}_p95_ms")
+            row(f"{label}: frames/s", fps[k], "frames/s", f"backend_{key}_fps")
+            agree = np.mean([(m == r).mean() for m, r in zip(masks, ref)])
+            row(f"{label}: pixel agreement with torch fp32", 100 * agree, "%", f"backend_{key}_agree_pct")
+            if trained is not None:
+                acc = MetricAccumulator(len(table))
+                for m, gt in zip(masks, test_gt):
+                    acc.update(torch.from_numpy(m), torch.from_numpy(table.remap(gt)))
+                row(f"{label}: test mIoU", acc.compute()["miou"], "", f"backend_{key}_miou")
+        best = max((k for k in fps if "before" not in k), key=fps.get)
+        row(f"{model_name}: fastest ({best}) / onnxruntime before, frames/s", fps[best] / fps[BEFORE], "x",
+            f"backend_{model_name.replace(' ', '_').replace(',', '')}_speedup")
+
+
+BEFORE = "onnxruntime fp32, torch work on every core (before)"
 
 
 SECTION_FNS = {
-    "backends": lambda tmp, table, n: bench_backends(tmp, n),
-    "hostile": lambda tmp, table, n: bench_hostile(n),
-    "ddp": lambda tmp, table, n: bench_ddp(tmp, table),
-    "projection": lambda tmp, table, n: bench_projection(table, n),
-    "remap": lambda tmp, table, n: bench_remap(table),
-    "synth": lambda tmp, table, n: bench_synth(tmp),
-    "node": lambda tmp, table, n: bench_node_path(tmp, n),
-    "startup": lambda tmp, table, n: bench_startup(tmp),
-    "loader": lambda tmp, table, n: bench_loader(tmp),
-    "training": lambda tmp, table, n: bench_training(tmp),
-    "eval": lambda tmp, table, n: bench_eval(tmp, table),
+    "backends": lambda tmp, table, n, args: bench_backends(tmp, n, args.trained),
+    "hostile": lambda tmp, table, n, args: bench_hostile(n),
+    "ddp": lambda tmp, table, n, args: bench_ddp(tmp, table),
+    "projection": lambda tmp, table, n, args: bench_projection(table, n),
+    "remap": lambda tmp, table, n, args: bench_remap(table),
+    "synth": lambda tmp, table, n, args: bench_synth(tmp),
+    "node": lambda tmp, table, n, args: bench_node_path(tmp, n),
+    "startup": lambda tmp, table, n, args: bench_startup(tmp),
+    "loader": lambda tmp, table, n, args: bench_loader(tmp),
+    "training": lambda tmp, table, n, args: bench_training(tmp),
+    "eval": lambda tmp, table, n, args: bench_eval(tmp, table),
 }
 SECTIONS = tuple(SECTION_FNS)
 
@@ -414,6 +514,8 @@ def main() -> None:
     parser.add_argument("--json", help="write results as JSON to this path")
     parser.add_argument("--skip-training", action="store_true", help="skip the (slow) training-step section")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--trained", type=Path, help="a finished `offroad-seg demo` folder: the backends section "
+                        "times and scores its trained models (and a light profile trained on its data)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     n = 10 if args.quick else 30
@@ -427,7 +529,7 @@ def main() -> None:
             wanted.add("synth")
         for name in SECTIONS:
             if name in wanted:
-                SECTION_FNS[name](tmp, table, n)
+                SECTION_FNS[name](tmp, table, n, args)
     if args.json:
         path = Path(args.json)
         # A partial run updates its sections' rows and keeps the others.

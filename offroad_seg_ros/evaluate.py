@@ -199,7 +199,7 @@ def evaluate(
         "skipped": stats.bad_count,
         "skipped_examples": stats.bad,
         "device": str(segmenter.device) if segmenter else None,
-        "precision": precision if segmenter else None,
+        "precision": segmenter.precision if segmenter else None,  # what `auto` chose
         "backend": backend if segmenter else None,
         "seconds": wall,
         "fps": scored / wall if wall else float("nan"),

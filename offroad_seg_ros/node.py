@@ -56,7 +56,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "device": ("auto", "auto | cpu | cuda | cuda:N"),
     "precision": ("fp32", "fp32 | fp16 | bf16; with backend openvino also auto | int8"),
     "backend": ("torch", "torch | onnxruntime | openvino"),
-    "threads": (0, "intra-op threads of the CPU runtime (onnxruntime, openvino); 0 = its default"),
+    "threads": (0, "intra-op threads of the CPU runtime (torch on the CPU, onnxruntime, openvino); 0 = its default"),
     "compile": (False, "torch.compile the inference path (CUDA graphs on GPU)"),
     "compressed": (False, "subscribe to image/compressed instead of image"),
     "max_pixels": (MAX_PIXELS, "frames above this many pixels are refused unread (decompression bombs)"),

@@ -38,14 +38,26 @@ def test_matches_the_plain_model(seg, frames, tiny_artifact):
     art, net = load_artifact(tiny_artifact)
     img = frames[1]
     with torch.no_grad():
-        x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
-        x = torch.nn.functional.interpolate(x, size=(135, 240), mode="bilinear", antialias=True)
+        x = torch.from_numpy(img).permute(2, 0, 1)[None]  # resampled in uint8 on the CPU (preprocess.py)
+        x = torch.nn.functional.interpolate(x, size=(135, 240), mode="bilinear", antialias=True).float()
         mean = torch.tensor(art.preprocess.mean).view(1, 3, 1, 1) * 255
         std = torch.tensor(art.preprocess.std).view(1, 3, 1, 1) * 255
         x = torch.nn.functional.pad((x - mean) / std, (0, 16, 0, 25))
         labels = net(x)[..., :135, :240].argmax(1)
         labels = torch.nn.functional.interpolate(labels[:, None].float(), size=(270, 480), mode="nearest")
     np.testing.assert_array_equal(seg(img).mask, labels[0, 0].numpy().astype(np.uint8))
+
+
+def test_cpu_resize_within_a_grey_level_of_float(tiny_artifact, frames):
+    pre = load_artifact(tiny_artifact)[0].preprocess
+    img = torch.from_numpy(frames[0])[None]
+    x = img.permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, size=(135, 240), mode="bilinear", antialias=True)
+    std = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
+    want = torch.nn.functional.pad((x - torch.tensor(pre.mean).view(1, 3, 1, 1) * 255) / std, (0, 16, 0, 25))
+    grey_levels = ((pre(img) - want) * std).abs()
+    assert grey_levels.max() <= 1 + 1e-3  # rounding to whole levels (fixed-point weights), nothing more
+    assert grey_levels.mean() > 0.01  # and it does run in uint8 (the fast kernels)
 
 
 def test_batch_equals_single(seg, frames):
@@ -95,10 +107,16 @@ def test_compiled_path_matches_eager(tiny_artifact, frames):
     eager = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
     # The warm-up's graph serves every set of outputs: the node's first frame
     # (mask + cost) must not compile again.
+    # Inductor fuses the normalisation and the softmax (last-bit float differences): the
+    # confidence may differ by one level and a near-tie pixel may flip, nothing more.
     for outputs in (("mask", "cost"), ("mask",), OUTPUTS):
         got, want = compiled(img, outputs), eager(img, outputs)
-        for name in outputs:
-            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        assert (got.mask == want.mask).mean() > 0.999
+        same = got.mask == want.mask
+        for name in set(outputs) - {"confidence"}:
+            np.testing.assert_array_equal(getattr(got, name)[same], getattr(want, name)[same], err_msg=name)
+        if "confidence" in outputs:
+            assert np.abs(got.confidence.astype(int) - want.confidence).max() <= 1
     assert counters["stats"]["unique_graphs"] == graphs
 
 
@@ -143,3 +161,55 @@ def test_openvino_backend_refuses_what_it_cannot_do(tiny_artifact, kwargs, match
     (art / "model_int8.xml").unlink(missing_ok=True)
     with pytest.raises(Exception, match=match):
         Segmenter(art, backend="openvino", **kwargs)
+
+
+class _ThreadSpy:
+    """Wraps a runtime object; records torch's intra-op thread count whenever it is called."""
+
+    def __init__(self, inner, method):
+        self.inner, self.method, self.seen = inner, method, []
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if name != self.method:
+            return attr
+
+        def spy(*args, **kwargs):
+            self.seen.append(torch.get_num_threads())
+            return attr(*args, **kwargs)
+        return spy
+
+    def __call__(self, *args, **kwargs):  # OpenVinoModel is called directly
+        self.seen.append(torch.get_num_threads())
+        return self.inner(*args, **kwargs)
+
+
+@pytest.mark.parametrize("backend, attr, method", [
+    ("onnxruntime", "_session", "run"), ("openvino", "_ov", "__call__"),
+])
+def test_cpu_runtimes_keep_torch_to_one_thread(tiny_artifact, frames, backend, attr, method):
+    # torch's OpenMP workers spinning beside the runtime's own workers made p95 twice p50 on 2 cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        s = Segmenter(tiny_artifact, backend=backend, precision="fp32", warmup_size=None)
+        spy = _ThreadSpy(getattr(s, attr), method)
+        setattr(s, attr, spy)
+        s(frames[0], ("mask", "cost"))
+        assert spy.seen == [1]
+        assert torch.get_num_threads() == 2  # restored for whoever else uses torch in the process
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_torch_backend_threads(tiny_artifact, frames):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        s = Segmenter(tiny_artifact, device="cpu", threads=1, warmup_size=None)
+        seen = []
+        s.net.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        s(frames[0])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
