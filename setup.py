@@ -49,7 +49,7 @@ setup(
     entry_points={
         "console_scripts": [
             "offroad-seg = offroad_seg_ros.cli:main",
-            "segmentation_node = offroad_seg_ros.node_entry:main",
+            "segmentation_node = offroad_seg_ros.node.entry:main",
         ],
     },
 )

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from results import RESULTS, markdown, row, timeit  # noqa: E402
 from startup import time_to_first_mask  # noqa: E402
 
-from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
-from offroad_seg_ros.classes import ClassTable  # noqa: E402
-from offroad_seg_ros.model import build_model  # noqa: E402
-from offroad_seg_ros.preprocess import Preprocess  # noqa: E402
+from offroad_seg_ros.core.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
+from offroad_seg_ros.core.classes import ClassTable  # noqa: E402
+from offroad_seg_ros.core.model import build_model  # noqa: E402
+from offroad_seg_ros.core.preprocess import Preprocess  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -88,8 +88,8 @@ def light_artifact(tmp: Path) -> Path:
 def bench_node_path(tmp: Path, n: int) -> None:
     from rosbags.typesys import Stores, get_typestore
 
-    from offroad_seg_ros.pipeline import FramePipeline
-    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_ros.inference.segmenter import Segmenter
+    from offroad_seg_ros.node.pipeline import FramePipeline
     from offroad_seg_train.synth import render_scene
 
     ts = get_typestore(Stores.ROS2_HUMBLE)
@@ -164,7 +164,7 @@ def bench_startup(tmp: Path) -> None:
 def bench_loader(tmp: Path) -> None:
     import cv2
 
-    from offroad_seg_ros.dataset import list_samples, read_image, read_raw_mask
+    from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
     from offroad_seg_train.augment import build_pipeline, reference_pipeline
     from offroad_seg_train.data import FrameCache, TrainDataset
 
@@ -233,9 +233,9 @@ def bench_training(tmp: Path, steps: int = 3, batch: int = 8) -> None:
 
 
 def bench_eval(tmp: Path, table: ClassTable) -> None:
-    from offroad_seg_ros.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, PairingStats, read_frames, write_bag
-    from offroad_seg_ros.evaluate import evaluate
-    from offroad_seg_ros.metrics import MetricAccumulator
+    from offroad_seg_ros.core.metrics import MetricAccumulator
+    from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, PairingStats, read_frames, write_bag
+    from offroad_seg_ros.evaluation.evaluate import evaluate
     from offroad_seg_train.synth import generate
 
     n = 40  # enough frames that gallery thumbnails (made for the first few) do not dominate
@@ -267,7 +267,7 @@ def bench_eval(tmp: Path, table: ClassTable) -> None:
 
 def bench_projection(table: ClassTable, n: int) -> None:
     """Ground projection of one 960x540 mask onto 200x200 cells of 0.05 m."""
-    from offroad_seg_ros.projection import CameraModel, CameraPose, ClassCosts, GridSpec, GroundProjector
+    from offroad_seg_ros.ground.projection import CameraModel, CameraPose, ClassCosts, GridSpec, GroundProjector
 
     camera = CameraModel(960, 540, (500.0, 0, 479.5, 0, 500.0, 269.5, 0, 0, 1), (-0.1, 0.02, 0, 0, 0), "plumb_bob")
     pose, grid = CameraPose(x=0.3, z=1.2, pitch=0.25), GridSpec(0.05, 10.0, 10.0, max_range=8.0)
@@ -331,7 +331,7 @@ def bench_hostile(n: int) -> None:
 
     import cv2
 
-    from offroad_seg_ros.image_msgs import ImageConversionError, compressed_to_rgb
+    from offroad_seg_ros.data.image_msgs import ImageConversionError, compressed_to_rgb
 
     ok, jpg = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))
     jpeg = bytearray(jpg.tobytes())
@@ -384,7 +384,7 @@ def ort_int8_artifact(artifact: Path, calib: list[np.ndarray], out: Path) -> Pat
 def trained_models(demo: Path) -> dict[str, Path]:
     """The demo's trained FPN-ResNet-18 and the light profile trained on the demo's data
     (trained here once, kept in the demo folder), both exported with model.onnx."""
-    from offroad_seg_ros.resources import config_path
+    from offroad_seg_ros.core.resources import config_path
     from offroad_seg_train.cli import main as train_main
     from offroad_seg_train.demo import _best_checkpoint
     from offroad_seg_train.export import export_checkpoint
@@ -426,10 +426,10 @@ def bench_backends(tmp: Path, n: int, trained: Path | None = None) -> None:
     agreement with torch fp32 and (with --trained, on the demo's shifted-biome test split)
     mIoU. Without --trained: the light profile with random weights (many near-ties: its
     agreement is a floor)."""
-    from offroad_seg_ros.dataset import list_samples, read_image, read_raw_mask
-    from offroad_seg_ros.metrics import MetricAccumulator
-    from offroad_seg_ros.openvino_backend import quantize
-    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_ros.core.metrics import MetricAccumulator
+    from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
+    from offroad_seg_ros.inference.openvino_backend import quantize
+    from offroad_seg_ros.inference.segmenter import Segmenter
     from offroad_seg_train.synth import generate
 
     if trained is None:
@@ -483,7 +483,7 @@ def bench_backends(tmp: Path, n: int, trained: Path | None = None) -> None:
                 acc = MetricAccumulator(len(table))
                 for m, gt in zip(masks, test_gt):
                     acc.update(torch.from_numpy(m), torch.from_numpy(table.remap(gt)))
-                row(f"{label}: test mIoU", acc.compute()["miou"], "", f"backend_{key}_miou")
+                row(f"{label}: test mIoU", acc.compute()["miou"], "", f"backend_{key}_miou", digits=4)
         best = max((k for k in fps if "before" not in k), key=fps.get)
         row(f"{model_name}: fastest ({best}) / onnxruntime before, frames/s", fps[best] / fps[BEFORE], "x",
             f"backend_{model_name.replace(' ', '_').replace(',', '')}_speedup")

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from results import RESULTS, markdown, row, timeit  # noqa: E402
 from startup import time_to_first_mask  # noqa: E402
 
-from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
-from offroad_seg_ros.classes import ClassTable  # noqa: E402
-from offroad_seg_ros.model import build_model  # noqa: E402
-from offroad_seg_ros.preprocess import Preprocess  # noqa: E402
+from offroad_seg_ros.core.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
+from offroad_seg_ros.core.classes import ClassTable  # noqa: E402
+from offroad_seg_ros.core.model import build_model  # noqa: E402
+from offroad_seg_ros.core.preprocess import Preprocess  # noqa: E402
 
 DEVICE = "cuda"
 ENCODER = "resnext101_32x4d"
@@ -59,8 +59,8 @@ def reference_artifact(tmp: Path) -> Path:
 def bench_inference(art: Path, frames: list[np.ndarray]) -> None:
     from rosbags.typesys import Stores, get_typestore
 
-    from offroad_seg_ros.pipeline import FramePipeline
-    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_ros.inference.segmenter import Segmenter
+    from offroad_seg_ros.node.pipeline import FramePipeline
 
     f = frames[0]
     half = "fp16" if DEVICE == "cuda" else "fp32"  # fp16 needs CUDA (and bf16 crawls on most CPUs)
@@ -205,8 +205,8 @@ def bench_cameras(art: Path, frames: list[np.ndarray]) -> None:
     cameras >= 600 frames/s on an H100-class GPU for the reference model."""
     from rosbags.typesys import Stores, get_typestore
 
-    from offroad_seg_ros.pipeline import FramePipeline, process_batch
-    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_ros.inference.segmenter import Segmenter
+    from offroad_seg_ros.node.pipeline import FramePipeline, process_batch
 
     half = "fp16" if DEVICE == "cuda" else "fp32"
     ts = get_typestore(Stores.ROS2_HUMBLE)
@@ -250,8 +250,8 @@ def bench_cameras(art: Path, frames: list[np.ndarray]) -> None:
 def bench_projection() -> None:
     """Ground projection of a 960x540 mask onto 200x200 cells of 0.05 m: torch on the device
     the model runs on (the mask never leaves it) vs numpy on the CPU."""
-    from offroad_seg_ros.classes import ClassTable
-    from offroad_seg_ros.projection import (
+    from offroad_seg_ros.core.classes import ClassTable
+    from offroad_seg_ros.ground.projection import (
         CameraModel,
         CameraPose,
         ClassCosts,

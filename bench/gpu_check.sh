@@ -20,7 +20,7 @@ if [ -d .whl ]; then
 fi
 # The source checkout runs as is (config/ is found beside the package).
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-$PY -c "import offroad_seg_ros.segmenter, offroad_seg_train.cli, rosbags; print('imports ok')" \
+$PY -c "import offroad_seg_ros.inference.segmenter, offroad_seg_train.cli, rosbags; print('imports ok')" \
   2>&1 | tee "$OUT/imports.log" || exit 1
 timeout 150 $PY -m pytest -q -p no:cacheprovider test/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 timeout 420 $PY bench/gpu_bench.py --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "it/s"

@@ -11,11 +11,11 @@ ROWS: list[tuple[str, str, str]] = []
 RESULTS: dict[str, float] = {}
 
 
-def row(name: str, value: float, unit: str, key: str) -> None:
+def row(name: str, value: float, unit: str, key: str, digits: int = 2) -> None:
     """Record one result and print it as it comes."""
     RESULTS[key] = float(value)
-    ROWS.append((name, f"{value:,.2f}", unit))
-    print(f"{name:<66} {value:>12,.2f} {unit}", flush=True)
+    ROWS.append((name, f"{value:,.{digits}f}", unit))
+    print(f"{name:<66} {value:>12,.{digits}f} {unit}", flush=True)
 
 
 def timeit(fn: Callable[[], object], n: int, warmup: int = 1, sync: Callable[[], None] | None = None) -> np.ndarray:

@@ -47,10 +47,10 @@ def _stamp_now(msg: Image) -> None:
 
 def echo(mode: str) -> None:
     """The node's I/O path with a trivial model: every frame answered with an all-zero mask."""
-    from offroad_seg_ros.image_msgs import image_msg_to_rgb
-    from offroad_seg_ros.latest import LatestFrameWorker
-    from offroad_seg_ros.pipeline import FramePipeline
-    from offroad_seg_ros.segmenter import Segmentation
+    from offroad_seg_ros.data.image_msgs import image_msg_to_rgb
+    from offroad_seg_ros.inference.segmenter import Segmentation
+    from offroad_seg_ros.node.latest import LatestFrameWorker
+    from offroad_seg_ros.node.pipeline import FramePipeline
 
     class Trivial:
         def segment_batch(self, images, outputs):
@@ -236,7 +236,7 @@ def main() -> None:
                 "-p", "publish_cost:=false"]
         _run_against(node, "/segmentation_node/mask", [10, 30], n, "light profile node (onnxruntime)", "light")
 
-        from offroad_seg_ros.bag import write_bag
+        from offroad_seg_ros.data.bag import write_bag
         from offroad_seg_train.synth import generate
 
         generate(tmp / "synth", {"test": 20}, seed=0, workers=2, progress=None)

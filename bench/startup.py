@@ -16,7 +16,7 @@ import time
 t0 = time.perf_counter()
 import json, sys
 import numpy as np
-from offroad_seg_ros.segmenter import Segmenter
+from offroad_seg_ros.inference.segmenter import Segmenter
 kwargs = json.loads(sys.argv[2])
 seg = Segmenter(sys.argv[1], **kwargs)
 seg(np.zeros((540, 960, 3), np.uint8), ["mask", "cost"])

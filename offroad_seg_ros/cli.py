@@ -11,10 +11,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .artifact import ArtifactError
-from .bag import BagError
-from .classes import UnknownRawIdError
-from .dataset import DatasetError
+from offroad_seg_ros.core.artifact import ArtifactError
+from offroad_seg_ros.core.classes import UnknownRawIdError
+from offroad_seg_ros.data.bag import BagError
+from offroad_seg_ros.data.dataset import DatasetError
 
 # Errors that are the user's input, printed as one paragraph without a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -40,8 +40,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import check_dataset, format_reports
-    from .classes import ClassTable
+    from offroad_seg_ros.core.classes import ClassTable
+    from offroad_seg_ros.data.check import check_dataset, format_reports
 
     table = ClassTable.from_yaml(args.classes)
     reports = check_dataset(args.dir, table)
@@ -60,8 +60,8 @@ def _export(args: argparse.Namespace) -> int:
 def _bag(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .bag import write_bag
-    from .classes import ClassTable
+    from offroad_seg_ros.core.classes import ClassTable
+    from offroad_seg_ros.data.bag import write_bag
 
     table = ClassTable.from_yaml(args.classes)
     with tqdm(unit="frame", desc="bag", dynamic_ncols=True) as bar:
@@ -77,9 +77,9 @@ def _bag(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .classes import ClassTable
-    from .evaluate import evaluate
-    from .report import summary_table, write_report
+    from offroad_seg_ros.core.classes import ClassTable
+    from offroad_seg_ros.evaluation.evaluate import evaluate
+    from offroad_seg_ros.evaluation.report import summary_table, write_report
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -109,7 +109,7 @@ def _replay(args: argparse.Namespace) -> int:
                          "first; 'rclpy' was not found")
     from tqdm import tqdm
 
-    from .replay import replay
+    from offroad_seg_ros.node.replay import replay
 
     with tqdm(unit="frame", desc="replay", dynamic_ncols=True, disable=args.quiet) as bar:
         def progress(done: int, total: int) -> None:
@@ -130,8 +130,8 @@ def split_topic(node: str) -> str:
 
 
 def _project(args: argparse.Namespace) -> int:
-    from .ground_view import camera_from_yaml, project_source
-    from .projection import CameraPose, GridSpec
+    from offroad_seg_ros.ground.projection import CameraPose, GridSpec
+    from offroad_seg_ros.ground.view import camera_from_yaml, project_source
 
     camera = camera_from_yaml(args.camera) if args.camera else None
     pose = CameraPose.from_list(args.pose)
@@ -144,7 +144,7 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from .quantize import quantize_artifact
+    from offroad_seg_ros.inference.quantize import quantize_artifact
 
     summary = quantize_artifact(args.artifact, args.data, split=args.split, frames=args.frames,
                                 check_split=args.check_split, check_frames=args.check_frames)

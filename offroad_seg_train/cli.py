@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import torch
 from pytorch_lightning.cli import LightningCLI
 
-from offroad_seg_ros.classes import UnknownRawIdError
-from offroad_seg_ros.dataset import DatasetError
-from offroad_seg_ros.model import ModelConfigError, PretrainedWeightsUnavailable
+from offroad_seg_ros.core.classes import UnknownRawIdError
+from offroad_seg_ros.core.model import ModelConfigError, PretrainedWeightsUnavailable
+from offroad_seg_ros.data.dataset import DatasetError
 
 from .data import DualityDataModule
 from .module import CheckpointMismatch, SegModule

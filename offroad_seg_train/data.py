@@ -24,8 +24,8 @@ import pytorch_lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
-from offroad_seg_ros.classes import ClassTable
-from offroad_seg_ros.dataset import DatasetError, Sample, find_split, list_samples, read_image, read_raw_mask
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.data.dataset import DatasetError, Sample, find_split, list_samples, read_image, read_raw_mask
 
 from .augment import build_pipeline, reference_pipeline
 

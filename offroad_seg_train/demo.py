@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from offroad_seg_ros.resources import config_path
+from offroad_seg_ros.core.resources import config_path
 
 SMALL = {"train": 60, "val": 10, "test": 10}
 FULL = {"train": 320, "val": 40, "test": 40}
@@ -60,8 +60,8 @@ def write_preview(model: Path, image_path: Path, out: Path, device: str = "auto"
     import cv2
     import numpy as np
 
-    from offroad_seg_ros.dataset import read_image, write_png_atomic
-    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_ros.data.dataset import read_image, write_png_atomic
+    from offroad_seg_ros.inference.segmenter import Segmenter
 
     seg = Segmenter(model, device=device, warmup_size=None)
     image = read_image(image_path)
@@ -77,10 +77,10 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
              seed: int = 0, counts: dict[str, int] | None = None, train_args: list[str] | None = None) -> dict:
     """Run the five stages; `counts` and `train_args` (extra LightningCLI
     arguments) shrink the run, e.g. for the end-to-end test."""
-    from offroad_seg_ros.bag import write_bag
-    from offroad_seg_ros.classes import ClassTable
-    from offroad_seg_ros.evaluate import evaluate
-    from offroad_seg_ros.report import headline, summary_table, write_report
+    from offroad_seg_ros.core.classes import ClassTable
+    from offroad_seg_ros.data.bag import write_bag
+    from offroad_seg_ros.evaluation.evaluate import evaluate
+    from offroad_seg_ros.evaluation.report import headline, summary_table, write_report
 
     from .cli import main as train_main
     from .export import export_checkpoint

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact
-from offroad_seg_ros.classes import ClassTable
-from offroad_seg_ros.model import build_model
-from offroad_seg_ros.preprocess import Preprocess
+from offroad_seg_ros.core.artifact import Artifact, ModelSpec, save_artifact
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.core.model import build_model
+from offroad_seg_ros.core.preprocess import Preprocess
 
 from .module import CHECKPOINT_KEY, CheckpointMismatch
 

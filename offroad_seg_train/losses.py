@@ -8,7 +8,7 @@ import torch
 from segmentation_models_pytorch import losses as smp_losses
 from torch import nn
 
-from offroad_seg_ros.model import ModelConfigError
+from offroad_seg_ros.core.model import ModelConfigError
 
 IGNORE = 255
 

@@ -9,11 +9,11 @@ import pytorch_lightning as L
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 
-from offroad_seg_ros.artifact import Artifact, ModelSpec
-from offroad_seg_ros.classes import ClassTable
-from offroad_seg_ros.metrics import MetricAccumulator, scores
-from offroad_seg_ros.model import build_model
-from offroad_seg_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, predict_labels
+from offroad_seg_ros.core.artifact import Artifact, ModelSpec
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.core.metrics import MetricAccumulator, scores
+from offroad_seg_ros.core.model import build_model
+from offroad_seg_ros.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, predict_labels
 
 from .losses import build_loss
 

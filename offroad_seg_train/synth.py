@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from offroad_seg_ros.classes import ClassTable
-from offroad_seg_ros.dataset import IMAGE_DIR, MASK_DIR
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.data.dataset import IMAGE_DIR, MASK_DIR
 
 WIDTH, HEIGHT = 960, 540
 TREES, LUSH, GRASS, DRY_BUSH, CLUTTER, FLOWERS, LOGS, ROCKS, LAND, SKY = (
@@ -307,7 +307,7 @@ def generate(out: str | Path, counts: dict[str, int], seed: int = 0, workers: in
 
 def preview(path: str | Path, seed: int = 0, n: int = 3, table: ClassTable | None = None) -> Path:
     """A grid of train and test scenes with their colourised masks (PNG)."""
-    from offroad_seg_ros.dataset import write_png_atomic
+    from offroad_seg_ros.data.dataset import write_png_atomic
 
     table = table or ClassTable.default()
     colors = table.color_lut()

@@ -32,7 +32,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def table():
-    from offroad_seg_ros.classes import ClassTable
+    from offroad_seg_ros.core.classes import ClassTable
 
     return ClassTable.default()
 
@@ -50,9 +50,9 @@ def synth_root(tmp_path_factory):
 def make_artifact(path, table, arch="FPN", encoder="resnet18", scale=0.5, onnx=False, seed=0):
     import torch
 
-    from offroad_seg_ros.artifact import Artifact, ModelSpec, save_artifact
-    from offroad_seg_ros.model import build_model
-    from offroad_seg_ros.preprocess import Preprocess
+    from offroad_seg_ros.core.artifact import Artifact, ModelSpec, save_artifact
+    from offroad_seg_ros.core.model import build_model
+    from offroad_seg_ros.core.preprocess import Preprocess
 
     torch.manual_seed(seed)
     model = build_model(arch, encoder, len(table))

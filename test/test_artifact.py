@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import make_artifact
 
-from offroad_seg_ros.artifact import ArtifactError, load_artifact, read_artifact, save_artifact
+from offroad_seg_ros.core.artifact import ArtifactError, load_artifact, read_artifact, save_artifact
 
 
 def test_round_trip_identical_outputs(tiny_artifact, table):

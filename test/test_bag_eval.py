@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from offroad_seg_ros.bag import (
+from offroad_seg_ros.cli import main
+from offroad_seg_ros.data.bag import (
     COMPRESSED,
     GT_TOPIC,
     IMAGE,
@@ -19,11 +20,10 @@ from offroad_seg_ros.bag import (
     read_frames,
     write_bag,
 )
-from offroad_seg_ros.cli import main
-from offroad_seg_ros.dataset import list_samples, read_image, read_raw_mask
-from offroad_seg_ros.evaluate import evaluate
-from offroad_seg_ros.report import FIGURES, write_report
-from offroad_seg_ros.segmenter import Segmenter
+from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
+from offroad_seg_ros.evaluation.evaluate import evaluate
+from offroad_seg_ros.evaluation.report import FIGURES, write_report
+from offroad_seg_ros.inference.segmenter import Segmenter
 
 ROLES = {"image": IMAGE_TOPIC, "gt": GT_TOPIC, "name": NAME_TOPIC}
 
@@ -185,7 +185,7 @@ def test_report_is_complete_and_na_is_not_zero(test_bag, tiny_artifact, tmp_path
 
 
 def test_report_written_completely_or_not_at_all(test_bag, tiny_artifact, tmp_path, monkeypatch):
-    import offroad_seg_ros.report as report
+    import offroad_seg_ros.evaluation.report as report
 
     metrics, gallery = evaluate(test_bag, model=tiny_artifact, device="cpu", progress=False)
 
@@ -209,7 +209,7 @@ def test_eval_cli_errors(tmp_path, capsys, tiny_artifact):
 
 
 def test_gallery_keeps_best_worst_and_makes_few_thumbnails():
-    from offroad_seg_ros.evaluate import Gallery, Thumb
+    from offroad_seg_ros.evaluation.evaluate import Gallery, Thumb
 
     rng = np.random.default_rng(0)
     scores = rng.random(200)

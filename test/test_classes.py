@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from offroad_seg_ros.classes import IGNORE_INDEX, ClassTable, UnknownRawIdError
+from offroad_seg_ros.core.classes import IGNORE_INDEX, ClassTable, UnknownRawIdError
 
 DUALITY_RAW = [100, 200, 300, 500, 550, 600, 700, 800, 7100, 10000]
 

@@ -56,7 +56,8 @@ def test_colcon_install_finds_its_config_and_explains_missing_ros(tmp_path: Path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # The installed copy (not this checkout) must load the class table from the install space.
-    script = ("import offroad_seg_ros, offroad_seg_ros.classes as c; from offroad_seg_ros.resources import share_dir; "
+    script = ("import offroad_seg_ros, offroad_seg_ros.core.classes as c; "
+              "from offroad_seg_ros.core.resources import share_dir; "
               "print(offroad_seg_ros.__file__); print(share_dir()); print(len(c.ClassTable.default()))")
     probe = in_workspace(install, f'{sys.executable} -c "{script}"', elsewhere)
     assert probe.returncode == 0, probe.stderr

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from offroad_seg_ros.dataset import (
+from offroad_seg_ros.data.dataset import (
     DatasetError,
     find_split,
     list_samples,

@@ -129,7 +129,7 @@ def test_two_nodes_share_a_cache_train_resume_and_match_validation(config, synth
 
 def _build(args: tuple[list, str, Path]) -> tuple[int, ...]:
     samples, _, cache = args
-    from offroad_seg_ros.classes import ClassTable
+    from offroad_seg_ros.core.classes import ClassTable
 
     return FrameCache(samples, ClassTable.default(), 0.25, cache, workers=1).shape
 
@@ -137,7 +137,7 @@ def _build(args: tuple[list, str, Path]) -> tuple[int, ...]:
 def test_cache_built_by_one_process_while_others_wait(synth_root, tmp_path):
     from concurrent.futures import ProcessPoolExecutor
 
-    from offroad_seg_ros.dataset import list_samples
+    from offroad_seg_ros.data.dataset import list_samples
 
     samples = list_samples(synth_root / "train")
     with ProcessPoolExecutor(3) as pool:  # three ranks starting together on one cache directory
@@ -147,8 +147,8 @@ def test_cache_built_by_one_process_while_others_wait(synth_root, tmp_path):
 
 
 def test_half_written_cache_is_rebuilt_not_used(synth_root, tmp_path):
-    from offroad_seg_ros.classes import ClassTable
-    from offroad_seg_ros.dataset import list_samples
+    from offroad_seg_ros.core.classes import ClassTable
+    from offroad_seg_ros.data.dataset import list_samples
 
     samples = list_samples(synth_root / "train")
     first = FrameCache(samples, ClassTable.default(), 0.25, tmp_path)

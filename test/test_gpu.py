@@ -27,7 +27,7 @@ def _agree(a, b):
 
 
 def test_fp16_and_bf16_agree_with_fp32(artifact, frames):
-    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_ros.inference.segmenter import Segmenter
 
     ref = Segmenter(artifact, device="cuda", precision="fp32")
     cpu = Segmenter(artifact, device="cpu", precision="fp32", warmup_size=None)
@@ -42,7 +42,7 @@ def test_fp16_and_bf16_agree_with_fp32(artifact, frames):
 
 
 def test_compiled_and_batched_paths_agree(artifact, frames):
-    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_ros.inference.segmenter import Segmenter
 
     eager = Segmenter(artifact, device="cuda", precision="fp16")
     compiled = Segmenter(artifact, device="cuda", precision="fp16", compile=True)
@@ -57,8 +57,8 @@ def test_compiled_and_batched_paths_agree(artifact, frames):
 def test_compiled_segmenter_on_the_node_worker_thread(artifact, frames):
     # The node's pattern: the worker thread loads (compiles, captures CUDA
     # graphs) and runs the model, while frames are submitted from another.
-    from offroad_seg_ros.latest import LatestFrameWorker
-    from offroad_seg_ros.segmenter import Segmenter
+    from offroad_seg_ros.inference.segmenter import Segmenter
+    from offroad_seg_ros.node.latest import LatestFrameWorker
 
     masks = []
     worker = LatestFrameWorker(lambda f: masks.append(seg(f).mask))

@@ -17,12 +17,12 @@ from bombs import jpeg_bomb, png_bomb
 from rosbags.rosbag2 import Writer
 from rosutil import TS, compressed_cdr, image_cdr, random_rgb
 
-from offroad_seg_ros.bag import COMPRESSED, IMAGE_TOPIC, open_bag, write_bag
-from offroad_seg_ros.dataset import DatasetError, read_image
-from offroad_seg_ros.evaluate import evaluate
-from offroad_seg_ros.health import ERROR, OK, WARN, Counts, Health
-from offroad_seg_ros.pipeline import FramePipeline
-from offroad_seg_ros.segmenter import Segmenter
+from offroad_seg_ros.data.bag import COMPRESSED, IMAGE_TOPIC, open_bag, write_bag
+from offroad_seg_ros.data.dataset import DatasetError, read_image
+from offroad_seg_ros.evaluation.evaluate import evaluate
+from offroad_seg_ros.inference.segmenter import Segmenter
+from offroad_seg_ros.node.health import ERROR, OK, WARN, Counts, Health
+from offroad_seg_ros.node.pipeline import FramePipeline
 
 TEST_DIR = Path(__file__).resolve().parent
 
@@ -47,7 +47,7 @@ def test_header_bombs_allocate_nothing_large():
         import json, resource, sys
         sys.path.insert(0, {str(TEST_DIR)!r})
         from bombs import jpeg_bomb, png_bomb
-        from offroad_seg_ros.image_msgs import ImageConversionError, compressed_to_rgb
+        from offroad_seg_ros.data.image_msgs import ImageConversionError, compressed_to_rgb
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         refused = 0
         for fmt, data in (("jpeg", jpeg_bomb()), ("png", png_bomb()), ("jpeg", jpeg_bomb(20000, 20000))):

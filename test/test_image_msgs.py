@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
-from offroad_seg_ros.image_msgs import (
+from offroad_seg_ros.data.image_msgs import (
     ENCODINGS,
     ImageConversionError,
     compressed_to_rgb,

@@ -8,7 +8,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from offroad_seg_ros.metrics import MetricAccumulator, confusion_matrix, scores
+from offroad_seg_ros.core.metrics import MetricAccumulator, confusion_matrix, scores
 
 C = 6
 

@@ -17,7 +17,7 @@ from rclpy.qos import ReliabilityPolicy
 from rosutil import Peer, image_array, image_cdr, random_rgb
 from sensor_msgs.msg import Image
 
-from offroad_seg_ros import node as node_module
+from offroad_seg_ros.node import node as node_module
 
 
 @pytest.fixture

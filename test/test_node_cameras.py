@@ -15,8 +15,8 @@ from rclpy.parameter import Parameter
 from rosutil import Peer, image_array, image_cdr, random_rgb
 from sensor_msgs.msg import Image
 
-from offroad_seg_ros import node as node_module
-from offroad_seg_ros.segmenter import Segmenter
+from offroad_seg_ros.inference.segmenter import Segmenter
+from offroad_seg_ros.node import node as node_module
 
 CAMERAS = ["front", "rear", "left"]
 

@@ -11,7 +11,7 @@ from nav_msgs.msg import OccupancyGrid
 from rosutil import image_cdr, random_rgb
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from offroad_seg_ros.projection import (
+from offroad_seg_ros.ground.projection import (
     CameraModel,
     CameraPose,
     ClassCosts,
@@ -20,7 +20,7 @@ from offroad_seg_ros.projection import (
     obstacle_points,
     occupancy_values,
 )
-from offroad_seg_ros.segmenter import Segmenter
+from offroad_seg_ros.inference.segmenter import Segmenter
 
 H, W = 60, 80
 K = [60.0, 0.0, 39.5, 0.0, 60.0, 29.5, 0.0, 0.0, 1.0]

@@ -14,15 +14,15 @@ import pytest
 import yaml
 from rosbags.typesys import Stores, get_typestore
 
-from offroad_seg_ros.health import OK, WARN
-from offroad_seg_ros.latest import LatestFrameWorker
-from offroad_seg_ros.pipeline import (
+from offroad_seg_ros.inference.segmenter import Segmenter
+from offroad_seg_ros.node.health import OK, WARN
+from offroad_seg_ros.node.latest import LatestFrameWorker
+from offroad_seg_ros.node.pipeline import (
     FramePipeline,
     check_parameters,
     parse_cost_overrides,
     wanted_outputs,
 )
-from offroad_seg_ros.segmenter import Segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 TS = get_typestore(Stores.ROS2_HUMBLE)
@@ -200,7 +200,7 @@ def test_bad_node_parameters_are_named(name, value, match):
 
 
 def test_segment_yaml_declares_every_node_parameter():
-    from offroad_seg_ros.node import PARAMETERS  # real rclpy in the test environment
+    from offroad_seg_ros.node.node import PARAMETERS  # real rclpy in the test environment
 
     params = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
     assert {name: default for name, (default, _) in PARAMETERS.items()} == params

@@ -18,7 +18,7 @@ from rosgraph_msgs.msg import Clock
 from rosutil import RELIABLE, compressed_cdr, image_array, image_cdr, random_rgb
 from sensor_msgs.msg import CompressedImage, Image
 
-from offroad_seg_ros.segmenter import Segmenter
+from offroad_seg_ros.inference.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from offroad_seg_ros.projection import (
+from offroad_seg_ros.ground.projection import (
     UNKNOWN,
     CameraModel,
     CameraPose,
@@ -202,7 +202,7 @@ def test_project_command_draws_frames_beside_their_grids(synth_root, tmp_path, t
 def test_torch_projection_equals_numpy(table, costs):
     import torch
 
-    from offroad_seg_ros.projection import TorchGroundProjector
+    from offroad_seg_ros.ground.projection import TorchGroundProjector
 
     camera = CameraModel(640, 480, K, PLUMB_BOB, "plumb_bob")
     proj = GroundProjector(camera, CameraPose(z=1.5, pitch=0.35), GridSpec(resolution=0.1, size_x=20, size_y=20))

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offroad_seg_ros.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, bag_topics, write_bag
-from offroad_seg_ros.evaluate import evaluate
+from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, bag_topics, write_bag
+from offroad_seg_ros.evaluation.evaluate import evaluate
 
 CLI = Path(sys.executable).with_name("offroad-seg")
 

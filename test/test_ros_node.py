@@ -23,7 +23,7 @@ def generate_test_description(tmp_path_factory=None):
 
     from conftest import make_artifact
 
-    from offroad_seg_ros.classes import ClassTable
+    from offroad_seg_ros.core.classes import ClassTable
 
     art = make_artifact(__import__("pathlib").Path(tempfile.mkdtemp()) / "tiny", ClassTable.default())
     node = launch_ros.actions.Node(

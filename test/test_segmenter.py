@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from offroad_seg_ros.artifact import load_artifact
-from offroad_seg_ros.segmenter import OUTPUTS, Segmenter
+from offroad_seg_ros.core.artifact import load_artifact
+from offroad_seg_ros.inference.segmenter import OUTPUTS, Segmenter
 from offroad_seg_train.synth import TEST_BIOME, render_scene
 
 
@@ -139,7 +139,7 @@ def test_openvino_backend_agrees(seg, frames, tiny_artifact):
 
 
 def test_openvino_bf16_and_auto(seg, frames, tiny_artifact):
-    from offroad_seg_ros.openvino_backend import cpu_has_bf16
+    from offroad_seg_ros.inference.openvino_backend import cpu_has_bf16
 
     bf16 = Segmenter(tiny_artifact, backend="openvino", precision="bf16")
     auto = Segmenter(tiny_artifact, backend="openvino", precision="auto")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ROS_MODULES = ["offroad_seg_ros/node.py"]
+ROS_MODULES = ["offroad_seg_ros/node/node.py"]
 
 
 def test_ruff_clean():

@@ -2,7 +2,7 @@ import hashlib
 
 import numpy as np
 
-from offroad_seg_ros.dataset import list_samples, read_image, read_raw_mask
+from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
 from offroad_seg_train.synth import TEST_BIOME, TRAIN_BIOME, generate, render_scene
 
 

@@ -10,8 +10,8 @@ import torch
 import yaml
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from offroad_seg_ros.dataset import list_samples, read_image, read_raw_mask
-from offroad_seg_ros.segmenter import Segmenter
+from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
+from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_train.augment import build_pipeline, reference_pipeline
 from offroad_seg_train.data import DualityDataModule
 from offroad_seg_train.export import export_checkpoint
@@ -87,7 +87,7 @@ def test_validation_is_what_the_segmenter_sees(trained, synth_root, tmp_path, ta
 def test_export_reloads_to_identical_outputs(trained, tmp_path):
     model, trainer, _ = trained
     trainer.save_checkpoint(tmp_path / "a.ckpt")
-    from offroad_seg_ros.artifact import load_artifact
+    from offroad_seg_ros.core.artifact import load_artifact
 
     art, net = load_artifact(export_checkpoint(tmp_path / "a.ckpt", tmp_path / "art"))
     x = torch.randn(2, 3, 64, 96)
@@ -207,8 +207,8 @@ def test_same_seed_same_training(synth_root, tmp_path):
 def test_int8_keeps_accuracy(trained, synth_root, tmp_path):
     """The trained model quantized to int8 (calibrated on val, through the
     Segmenter's own preprocessing) scores like fp32 on the test split."""
-    from offroad_seg_ros.evaluate import evaluate
-    from offroad_seg_ros.quantize import quantize_artifact
+    from offroad_seg_ros.evaluation.evaluate import evaluate
+    from offroad_seg_ros.inference.quantize import quantize_artifact
 
     model, trainer, tmp = trained
     art = export_checkpoint(trainer.checkpoint_callback.last_model_path, tmp_path / "art", onnx=True)

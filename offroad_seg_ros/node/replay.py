@@ -32,9 +32,19 @@ from rclpy.signals import SignalHandlerOptions
 from rosbags.rosbag2 import StoragePlugin, Writer
 from sensor_msgs.msg import CompressedImage, Image
 
-from .bag import COMPRESSED, GT_TOPIC, HEADER, IMAGE, IMAGE_TOPIC, NAME_TOPIC, TYPESTORE, BagError, open_bag
-from .fsutil import atomic_directory
-from .image_msgs import ImageConversionError, parse_compressed_cdr, parse_image_cdr
+from offroad_seg_ros.core.fsutil import atomic_directory
+from offroad_seg_ros.data.bag import (
+    COMPRESSED,
+    GT_TOPIC,
+    HEADER,
+    IMAGE,
+    IMAGE_TOPIC,
+    NAME_TOPIC,
+    TYPESTORE,
+    BagError,
+    open_bag,
+)
+from offroad_seg_ros.data.image_msgs import ImageConversionError, parse_compressed_cdr, parse_image_cdr
 
 RECORD_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 SEND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # also matches best-effort subscriptions

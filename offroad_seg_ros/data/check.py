@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .classes import ClassTable
-from .dataset import DatasetError, available_splits, pairing_problems, read_raw_mask
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.data.dataset import DatasetError, available_splits, pairing_problems, read_raw_mask
 
 
 @dataclass

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import torch
 
-from .bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, Frame, PairingStats, read_frames
-from .classes import ClassTable
-from .dataset import DatasetError, list_samples, read_image, read_raw_mask
-from .metrics import MetricAccumulator
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.core.metrics import MetricAccumulator
+from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, Frame, PairingStats, read_frames
+from offroad_seg_ros.data.dataset import DatasetError, list_samples, read_image, read_raw_mask
 
 THUMB_W = 320
 
@@ -121,7 +121,7 @@ def evaluate(
         raise ValueError("give exactly one of --model (run a model) or --predictions TOPIC (score a replay bag)")
     segmenter = None
     if model is not None:
-        from .segmenter import Segmenter
+        from offroad_seg_ros.inference.segmenter import Segmenter
 
         segmenter = Segmenter(model, device=device, precision=precision, backend=backend, warmup_size=None,
                               threads=threads)

@@ -15,7 +15,7 @@ def share_dir() -> Path:
     Order: the source checkout (editable installs, tests), the ament index on
     AMENT_PREFIX_PATH (colcon workspaces), then `<prefix>/share/offroad_seg_ros` (pip wheels).
     """
-    source = Path(__file__).resolve().parents[1]
+    source = Path(__file__).resolve().parents[2]  # offroad_seg_ros/core/resources.py -> the checkout
     if (source / "config" / "classes.yaml").is_file():
         return source
     # The ament index is a file layout: a prefix on AMENT_PREFIX_PATH (set by

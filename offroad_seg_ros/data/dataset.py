@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .image_msgs import MAX_PIXELS, ImageConversionError, check_pixels, compressed_dimensions
+from offroad_seg_ros.data.image_msgs import MAX_PIXELS, ImageConversionError, check_pixels, compressed_dimensions
 
 IMAGE_DIR = "Color_Images"
 MASK_DIR = "Segmentation"

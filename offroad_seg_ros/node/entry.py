@@ -1,7 +1,7 @@
 """`segmentation_node` console entry: signals first, then the heavy imports.
 
 Ctrl-C must exit cleanly at any moment, including while torch is still being
-imported, so the signal handlers go in before `offroad_seg_ros.node` (rclpy,
+imported, so the signal handlers go in before `offroad_seg_ros.node.node` (rclpy,
 torch, the model) is imported. Kept tiny for that reason.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from .shutdown import Shutdown, ShutdownRequested
+from offroad_seg_ros.node.shutdown import Shutdown, ShutdownRequested
 
 
 def main() -> int:
@@ -23,7 +23,7 @@ def main() -> int:
                       "(e.g. /opt/ros/jazzy/setup.bash) and then this workspace's install/setup.bash.",
                       file=sys.stderr)
                 return 1
-            from .node import main as run_node
+            from offroad_seg_ros.node.node import main as run_node
     except ShutdownRequested:
         shutdown.exiting()
         return 0

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifact import read_artifact
-from .dataset import DatasetError, find_split, list_samples, read_image
-from .openvino_backend import quantize
+from offroad_seg_ros.core.artifact import read_artifact
+from offroad_seg_ros.data.dataset import DatasetError, find_split, list_samples, read_image
+from offroad_seg_ros.inference.openvino_backend import quantize
 
 
 def _inputs(root: str | Path, split: str, n: int, pre: Any) -> list[np.ndarray]:

@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .classes import ClassTable
+from offroad_seg_ros.core.classes import ClassTable
 
 UNKNOWN = 255
 DISTORTION_MODELS = ("", "none", "plumb_bob", "rational_polynomial", "equidistant")

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
-from .image_msgs import DEPTH_ENCODINGS, ImageConversionError, parse_image_cdr, to_array
-from .projection import (
+from offroad_seg_ros.data.image_msgs import DEPTH_ENCODINGS, ImageConversionError, parse_image_cdr, to_array
+from offroad_seg_ros.ground.projection import (
     CameraModel,
     CameraPose,
     ClassCosts,

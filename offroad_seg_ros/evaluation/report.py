@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .classes import ClassTable
-from .evaluate import Gallery, Thumb
-from .fsutil import atomic_directory
+from offroad_seg_ros import __version__
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.core.fsutil import atomic_directory
+from offroad_seg_ros.evaluation.evaluate import Gallery, Thumb
 
 FIGURES = {
     "per_class_iou": "per_class_iou.png",

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import Artifact, ArtifactError
+from offroad_seg_ros.core.artifact import Artifact, ArtifactError
 
 OV_PRECISIONS = ("fp32", "bf16", "auto", "int8")
 INT8_XML = "model_int8.xml"
@@ -106,7 +106,7 @@ def quantize(artifact_dir: str | Path, inputs: Iterable[np.ndarray], n_frames: i
         import nncf
     except ImportError as exc:
         raise ArtifactError("int8 quantization needs `pip install nncf` (the package's [openvino] extra)") from exc
-    from .artifact import read_artifact
+    from offroad_seg_ros.core.artifact import read_artifact
 
     art = read_artifact(artifact_dir)
     if art.onnx_path is None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifact import Artifact, ArtifactError, load_artifact, read_artifact
-from .preprocess import predict_labels
+from offroad_seg_ros.core.artifact import Artifact, ArtifactError, load_artifact, read_artifact
+from offroad_seg_ros.core.preprocess import predict_labels
 
 OUTPUTS = ("mask", "cost", "color", "overlay", "confidence")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -93,7 +93,7 @@ class Segmenter:
         threads: int = 0,
     ):
         if backend == "openvino":
-            from .openvino_backend import OV_PRECISIONS
+            from offroad_seg_ros.inference.openvino_backend import OV_PRECISIONS
 
             if precision not in OV_PRECISIONS or device not in ("auto", "cpu") or compile:
                 raise ValueError(f"backend openvino runs on the CPU without compile, precision one of {OV_PRECISIONS}; "
@@ -124,7 +124,7 @@ class Segmenter:
             self.artifact: Artifact = read_artifact(model)
             self._session = self._onnx_session(self.artifact, threads)
         elif backend == "openvino":
-            from .openvino_backend import OpenVinoModel
+            from offroad_seg_ros.inference.openvino_backend import OpenVinoModel
 
             self.artifact = read_artifact(model)
             self._ov = OpenVinoModel(self.artifact, precision, threads)

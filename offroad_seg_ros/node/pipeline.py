@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .health import Health
-from .image_msgs import (
+from offroad_seg_ros.data.image_msgs import (
     MAX_PIXELS,
     ImageConversionError,
     ImageView,
@@ -21,7 +20,8 @@ from .image_msgs import (
     parse_image_cdr,
     view_to_rgb,
 )
-from .segmenter import Segmenter
+from offroad_seg_ros.inference.segmenter import Segmenter
+from offroad_seg_ros.node.health import Health
 
 OUTPUT_ENCODINGS = {"mask": "mono8", "cost": "mono8", "confidence": "mono8", "color": "rgb8", "overlay": "rgb8"}
 ON_DEMAND = ("color", "overlay")  # expensive rgb8 outputs: only while subscribed

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .resources import config_path
+from offroad_seg_ros.core.resources import config_path
 
 IGNORE_INDEX = 255
 # Marks a raw ID that is not in the table inside the strict lookup table.

@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .classes import ClassTable
-from .fsutil import atomic_directory
-from .model import build_model
-from .preprocess import Preprocess
+from offroad_seg_ros import __version__
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.core.fsutil import atomic_directory
+from offroad_seg_ros.core.model import build_model
+from offroad_seg_ros.core.preprocess import Preprocess
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
@@ -87,7 +87,7 @@ def save_artifact(
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         if onnx:
-            from .onnx_export import export_onnx
+            from offroad_seg_ros.core.onnx_export import export_onnx
 
             export_onnx(model, artifact.preprocess, tmp / ONNX)
         artifact.has_onnx = onnx

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .preprocess import Preprocess
+from offroad_seg_ros.core.preprocess import Preprocess
 
 
 def export_onnx(model: torch.nn.Module, pre: Preprocess, path: str | Path, atol: float = 1e-4) -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import astuple, dataclass, fields
 
-from .stats import RateLatency
+from offroad_seg_ros.node.stats import RateLatency
 
 OK, WARN, ERROR = 0, 1, 2
 

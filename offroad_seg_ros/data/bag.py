@@ -21,10 +21,16 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from .classes import ClassTable
-from .dataset import DatasetError, list_samples, read_image, read_raw_mask
-from .fsutil import atomic_directory
-from .image_msgs import ImageConversionError, parse_compressed_cdr, parse_image_cdr, to_array, view_to_rgb
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.core.fsutil import atomic_directory
+from offroad_seg_ros.data.dataset import DatasetError, list_samples, read_image, read_raw_mask
+from offroad_seg_ros.data.image_msgs import (
+    ImageConversionError,
+    parse_compressed_cdr,
+    parse_image_cdr,
+    to_array,
+    view_to_rgb,
+)
 
 IMAGE_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/segmentation"

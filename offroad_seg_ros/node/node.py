@@ -39,16 +39,22 @@ from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from .artifact import ArtifactError
-from .ground import POINT_FIELDS, GroundMapper, pointcloud_fields
-from .health import WARN, Health
-from .image_msgs import MAX_PIXELS
-from .latest import LatestFrameWorker
-from .model import ModelConfigError
-from .pipeline import FramePipeline, check_parameters, parse_cost_overrides, process_batch, wanted_outputs
-from .projection import CameraPose, ClassCosts, GridSpec
-from .segmenter import Segmenter
-from .shutdown import Shutdown, ShutdownRequested
+from offroad_seg_ros.core.artifact import ArtifactError
+from offroad_seg_ros.core.model import ModelConfigError
+from offroad_seg_ros.data.image_msgs import MAX_PIXELS
+from offroad_seg_ros.ground.mapper import POINT_FIELDS, GroundMapper, pointcloud_fields
+from offroad_seg_ros.ground.projection import CameraPose, ClassCosts, GridSpec
+from offroad_seg_ros.inference.segmenter import Segmenter
+from offroad_seg_ros.node.health import WARN, Health
+from offroad_seg_ros.node.latest import LatestFrameWorker
+from offroad_seg_ros.node.pipeline import (
+    FramePipeline,
+    check_parameters,
+    parse_cost_overrides,
+    process_batch,
+    wanted_outputs,
+)
+from offroad_seg_ros.node.shutdown import Shutdown, ShutdownRequested
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "cameras": ([""], "camera names: each gets <name>/image and ~/<name>/... outputs; [''] = one camera on image"),

@@ -12,12 +12,20 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .bag import GT_TOPIC, IMAGE_TOPIC, PairingStats, read_frames
-from .classes import ClassTable
-from .dataset import list_samples, read_image, read_raw_mask
-from .evaluate import is_bag
-from .fsutil import atomic_directory
-from .projection import UNKNOWN, CameraModel, CameraPose, ClassCosts, GridSpec, GroundProjector, ProjectionError
+from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.core.fsutil import atomic_directory
+from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, PairingStats, read_frames
+from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
+from offroad_seg_ros.evaluation.evaluate import is_bag
+from offroad_seg_ros.ground.projection import (
+    UNKNOWN,
+    CameraModel,
+    CameraPose,
+    ClassCosts,
+    GridSpec,
+    GroundProjector,
+    ProjectionError,
+)
 
 
 def camera_from_yaml(path: str | Path) -> CameraModel:
@@ -108,7 +116,7 @@ def project_source(source: str | Path, out: str | Path, camera: CameraModel | No
     segmenter = None
     table = ClassTable.default()
     if model is not None:
-        from .segmenter import Segmenter
+        from offroad_seg_ros.inference.segmenter import Segmenter
 
         segmenter = Segmenter(model, device=device, warmup_size=None)
         table = segmenter.classes

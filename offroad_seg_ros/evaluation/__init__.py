@@ -1,0 +1,1 @@
+"""Scoring a model or a recorded bag, and the report."""

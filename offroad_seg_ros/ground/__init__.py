@@ -1,0 +1,1 @@
+"""Segmented frames onto the ground around the robot: projection, the node's ground outputs, previews."""
