@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -375,8 +376,14 @@ def ort_int8_artifact(artifact: Path, calib: list[np.ndarray], out: Path) -> Pat
     pre = out / "pre.onnx"
     # The exported dims are symbolic expressions (32 * h32) that the symbolic shape inference rejects.
     quant_pre_process(str(artifact / "model.onnx"), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(out / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # one warning per 1-D weight: per-channel axis 1 does not apply to biases
+    try:
+        quantize_static(str(pre), str(out / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     pre.unlink()
     return out
 

@@ -9,6 +9,7 @@ many more rocks, no logs, flowers or ground clutter.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 from collections.abc import Callable
@@ -294,7 +295,10 @@ def generate(out: str | Path, counts: dict[str, int], seed: int = 0, workers: in
         (tmp / MASK_DIR).mkdir()
         jobs = [(str(tmp), split, seed, i, png_level) for i in range(n)]
         if workers > 1 and n > 1:
-            with ProcessPoolExecutor(workers) as pool:
+            # Spawned, not forked: a process that holds runtime thread pools (onnxruntime,
+            # OpenVINO, OpenMP) cannot be forked safely; a forked worker hung collecting an
+            # inherited onnxruntime session after a benchmark.
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 list(pool.map(_write_one, jobs, chunksize=4))
         else:
             for job in jobs:

@@ -80,3 +80,22 @@ def test_interrupted_split_leaves_no_partial_folder(tmp_path, monkeypatch):
     except KeyboardInterrupt:
         pass
     assert not (tmp_path / "train").exists()
+
+
+def test_workers_start_clean_in_a_process_that_cannot_be_forked(tmp_path):
+    # A process holding runtime thread pools (onnxruntime, OpenVINO) cannot be forked safely: a
+    # forked worker hung in an inherited session's destructor. Stand in for such a library with a
+    # fork hook that kills a forked child; the generator's workers must not be forked from here.
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from offroad_seg_train.synth import generate\n"
+        "os.register_at_fork(after_in_child=lambda: os._exit(17))\n"
+        "generate(sys.argv[1], {'train': 4}, seed=1, workers=2, progress=None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list_samples(tmp_path / "d" / "train")) == 4
