@@ -8,10 +8,12 @@ Every ratio is measured within one run (this machine is noisy).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from results import RESULTS, markdown, row, timeit  # noqa: E402
+from results import RESULTS, ROWS, markdown, row, timeit  # noqa: E402
 from startup import time_to_first_mask  # noqa: E402
 
 from offroad_seg_ros.core.artifact import Artifact, ModelSpec, save_artifact  # noqa: E402
@@ -291,7 +293,6 @@ def bench_ddp(tmp: Path, table: ClassTable) -> None:
     one epoch of the small recipe at half scale, its wall time from Lightning's fit start to end."""
     import re
     import socket
-    import subprocess
 
     from offroad_seg_train.synth import generate
 
@@ -494,6 +495,10 @@ def bench_backends(tmp: Path, n: int, trained: Path | None = None) -> None:
         best = max((k for k in fps if "before" not in k), key=fps.get)
         row(f"{model_name}: fastest ({best}) / onnxruntime before, frames/s", fps[best] / fps[BEFORE], "x",
             f"backend_{model_name.replace(' ', '_').replace(',', '')}_speedup")
+        # Release the runtimes (and their thread pools) now, not at some later garbage
+        # collection in the middle of another section: a Segmenter sits in a reference cycle.
+        segs.clear()
+        gc.collect()
 
 
 BEFORE = "onnxruntime fp32, torch work on every core (before)"
@@ -515,6 +520,26 @@ SECTION_FNS = {
 SECTIONS = tuple(SECTION_FNS)
 
 
+def run_section(name: str, tmp: Path, args: argparse.Namespace) -> bool:
+    """One section in a process of its own, as on a robot that runs one thing per process: the
+    runtimes, thread pools and signal state of one section cannot disturb the next. (All in one
+    process crashed: OpenVINO's CPU plugin swaps the calling thread's signal stack per compiled
+    model and restores them out of order as models are freed, so a later signal, e.g. the
+    SIGCHLD of a DataLoader worker, was delivered onto freed memory.) Rows come back as JSON."""
+    out = tmp / f"{name}.rows.json"
+    cmd = [sys.executable, __file__, "--section", name, "--tmp", str(tmp), "--rows-out", str(out)]
+    cmd += ["--quick"] if args.quick else []
+    cmd += ["--trained", str(args.trained)] if args.trained else []
+    code = subprocess.run(cmd).returncode
+    if code != 0 or not out.is_file():
+        print(f"[bench] section {name} failed (exit {code})", flush=True)
+        return False
+    got = json.loads(out.read_text())
+    ROWS.extend(tuple(r) for r in got["rows"])
+    RESULTS.update(got["results"])
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -523,28 +548,35 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--trained", type=Path, help="a finished `offroad-seg demo` folder: the backends section "
                         "times and scores its trained models (and a light profile trained on its data)")
+    parser.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)  # a child: run one section
+    parser.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     n = 10 if args.quick else 30
+    if args.section:
+        SECTION_FNS[args.section](args.tmp, ClassTable.default(), n, args)
+        args.rows_out.write_text(json.dumps({"rows": ROWS, "results": RESULTS}))
+        return
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    table = ClassTable.default()
+    failed = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         wanted = set(args.only or SECTIONS) - ({"training"} if args.skip_training else set())
         # synth writes the frames that the loader and training sections read.
         if wanted & {"loader", "training"}:
             wanted.add("synth")
-        for name in SECTIONS:
-            if name in wanted:
-                SECTION_FNS[name](tmp, table, n, args)
+        failed = [name for name in SECTIONS if name in wanted and not run_section(name, tmp, args)]
     if args.json:
         path = Path(args.json)
         # A partial run updates its sections' rows and keeps the others.
-        kept = json.loads(path.read_text())["results"] if args.only and path.is_file() else {}
+        kept = json.loads(path.read_text())["results"] if (args.only or failed) and path.is_file() else {}
         results = {**kept, **RESULTS}
         path.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                                     "results": results}, indent=1))
     print("\n" + markdown("benchmark"))
+    if failed:
+        raise SystemExit(f"failed sections: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Through real DDS on this machine (loopback, Fast DDS, the large-frame
 profile): 960x540 rgb8 camera frames to the node and masks back.
 
-python bench/ros_bench.py [--frames 100] [--json bench/ros_results.json]
+python bench/ros_bench.py [--frames 100] [--only SECTION ...] [--json bench/ros_results.json]
 
 Sections, one run:
 - transport: publish -> the node's callback -> mono8 mask published back ->
   received, with a trivial model (an echo process built from the node's own
   parts: raw subscription, newest-frame worker, FramePipeline), against the
   same with a plain (deserializing) rclpy Image subscription;
-- light profile end to end: segmentation_node (onnxruntime) offered 10 and 30 Hz;
+- cameras: two cameras in one node vs two nodes;
+- node: the light profile end to end, segmentation_node (onnxruntime fp32, then
+  OpenVINO precision auto) offered 10 and 30 Hz;
 - replay: `offroad-seg replay --lockstep` throughput on a generated bag.
 Latency is stamp (set at publish) -> mask received, wall clock.
 """
@@ -211,10 +213,14 @@ def bench_two_cameras(light: Path, seconds: float = 10.0) -> None:
             ctx.try_shutdown()
 
 
+SECTIONS = ("transport", "cameras", "node", "replay")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=100, help="frames per rate (default 100)")
     parser.add_argument("--json", help="write results as JSON to this path")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--echo", choices=["raw", "plain"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo:
@@ -224,36 +230,49 @@ def main() -> None:
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}; "
           f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")
     n = args.frames
+    only = set(args.only or SECTIONS)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for mode in ("raw", "plain"):
-            _run_against([sys.executable, __file__, "--echo", mode], "/echo/mask", [10, 30], n,
-                         f"transport, {mode} {'CDR' if mode == 'raw' else 'rclpy Image'} subscription",
-                         f"transport_{mode}")
+        if "transport" in only:
+            for mode in ("raw", "plain"):
+                _run_against([sys.executable, __file__, "--echo", mode], "/echo/mask", [10, 30], n,
+                             f"transport, {mode} {'CDR' if mode == 'raw' else 'rclpy Image'} subscription",
+                             f"transport_{mode}")
         light = light_artifact(tmp)
-        bench_two_cameras(light)
-        node = [str(BIN / "segmentation_node"), "--ros-args", "-p", f"model:={light}", "-p", "backend:=onnxruntime",
-                "-p", "publish_cost:=false"]
-        _run_against(node, "/segmentation_node/mask", [10, 30], n, "light profile node (onnxruntime)", "light")
+        if "cameras" in only:
+            bench_two_cameras(light)
+        base = [str(BIN / "segmentation_node"), "--ros-args", "-p", f"model:={light}", "-p", "publish_cost:=false"]
+        node = [*base, "-p", "backend:=onnxruntime"]
+        if "node" in only:
+            for backend, precision in (("onnxruntime", "fp32"), ("openvino", "auto")):
+                cmd = [*base, "-p", f"backend:={backend}", "-p", f"precision:={precision}"]
+                key = "light" if backend == "onnxruntime" else f"light_{backend}"
+                _run_against(cmd, "/segmentation_node/mask", [10, 30], n,
+                             f"light profile node ({backend} {precision})", key)
+        if "replay" in only:
+            from offroad_seg_ros.data.bag import write_bag
+            from offroad_seg_train.synth import generate
 
-        from offroad_seg_ros.data.bag import write_bag
-        from offroad_seg_train.synth import generate
-
-        generate(tmp / "synth", {"test": 20}, seed=0, workers=2, progress=None)
-        bag = write_bag(tmp / "synth" / "test", tmp / "bag")
-        proc = subprocess.Popen([*node, "-r", "image:=/camera/image_raw"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            out = subprocess.run([str(BIN / "offroad-seg"), "replay", str(bag), "--out", str(tmp / "replayed"),
-                                  "--lockstep", "--quiet", "--wait", "120"], capture_output=True, text=True, check=True)
-            fps = float(out.stdout.split(" frames/s")[0].split()[-1])
-            row("replay --lockstep, light profile node, 20 frames 960x540", fps, "frames/s", "replay_lockstep_fps")
-        finally:
-            proc.send_signal(2)
-            proc.wait(30)
+            generate(tmp / "synth", {"test": 20}, seed=0, workers=2, progress=None)
+            bag = write_bag(tmp / "synth" / "test", tmp / "bag")
+            proc = subprocess.Popen([*node, "-r", "image:=/camera/image_raw"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            try:
+                out = subprocess.run([str(BIN / "offroad-seg"), "replay", str(bag), "--out", str(tmp / "replayed"),
+                                      "--lockstep", "--quiet", "--wait", "120"], capture_output=True, text=True,
+                                     check=True)
+                fps = float(out.stdout.split(" frames/s")[0].split()[-1])
+                row("replay --lockstep, light profile node, 20 frames 960x540", fps, "frames/s",
+                    "replay_lockstep_fps")
+            finally:
+                proc.send_signal(2)
+                proc.wait(30)
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "results": RESULTS},
-                                              indent=1))
+        path = Path(args.json)
+        # A partial run updates its sections' rows and keeps the others.
+        kept = json.loads(path.read_text())["results"] if args.only and path.is_file() else {}
+        path.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "results": {**kept, **RESULTS}},
+                                   indent=1))
     print("\n" + markdown("ROS 2 benchmark (real DDS, loopback)"))
 
 
