@@ -213,3 +213,43 @@ def test_torch_backend_threads(tiny_artifact, frames):
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+_SIGNAL_STACK_PROBE = """
+import ctypes, gc, os, signal, sys
+from offroad_seg_ros.inference.segmenter import Segmenter
+
+class Stack(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+def current():
+    st = Stack()
+    assert ctypes.CDLL(None, use_errno=True).sigaltstack(None, ctypes.byref(st)) == 0
+    return (st.sp, st.flags, st.size)
+
+def model():
+    return Segmenter(sys.argv[1], backend="openvino", precision="fp32", warmup_size=(64, 96))
+
+a = model()
+first = current()
+del a; gc.collect()
+b, c = model(), model()
+del b; gc.collect()
+del c; gc.collect()  # freed out of the order they were made
+signal.signal(signal.SIGUSR1, lambda *_: None)
+os.kill(os.getpid(), signal.SIGUSR1)  # a handler runs on this thread's signal stack
+print(first == current(), first, current())
+"""
+
+
+def test_openvino_models_leave_the_signal_stack_alone(tiny_artifact):
+    # OpenVINO's CPU plugin swaps the calling thread's signal stack when a Core starts using it
+    # and back when it ends; Cores ending out of order left the thread on a freed stack, and a
+    # later signal crashed the process. One Core per process: the stack stays put.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _SIGNAL_STACK_PROBE, str(tiny_artifact)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("True"), out.stdout

@@ -12,6 +12,7 @@ default on CPUs with bf16 units, so fp32 is asked for explicitly), auto
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable
@@ -34,9 +35,17 @@ def _import_openvino():
     return ov
 
 
+@functools.cache
+def shared_core() -> Any:
+    """One OpenVINO Core for the process, as OpenVINO advises. Its CPU plugin also swaps the
+    calling thread's signal stack when it starts and back when it ends: with several Cores
+    ending out of order a thread was left on a freed signal stack, and the next signal
+    (a DataLoader worker's SIGCHLD) crashed the process."""
+    return _import_openvino().Core()
+
+
 def cpu_has_bf16() -> bool:
-    ov = _import_openvino()
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def resolve_precision(precision: str) -> str:
@@ -50,7 +59,7 @@ def resolve_precision(precision: str) -> str:
 
 class OpenVinoModel:
     def __init__(self, artifact: Artifact, precision: str = "auto", threads: int = 0):
-        ov = _import_openvino()
+        _import_openvino()  # its clear error first
         self.precision = resolve_precision(precision)
         if artifact.onnx_path is None:
             raise ArtifactError(f"backend openvino needs {artifact.path}/model.onnx; "
@@ -61,7 +70,7 @@ class OpenVinoModel:
             if not source.is_file():
                 raise ArtifactError(f"precision int8 needs {source}; make it with "
                                     f"`offroad-seg quantize {artifact.path} DATA_ROOT`")
-        self.core = ov.Core()
+        self.core = shared_core()
         self.model = with_argmax(self.core.read_model(str(source)))
         hint = "bf16" if self.precision == "bf16" else "f32"  # int8 layers run int8 whatever the hint
         self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
@@ -115,7 +124,7 @@ def quantize(artifact_dir: str | Path, inputs: Iterable[np.ndarray], n_frames: i
     if not calib:
         raise ValueError("no calibration frames")
     shape = calib[0].shape
-    core = ov.Core()
+    core = shared_core()
     model = core.read_model(str(art.onnx_path))
     model.reshape({0: list(shape)})
     quantized = nncf.quantize(model, nncf.Dataset(calib), subset_size=len(calib),
