@@ -18,6 +18,8 @@ Ctrl-C.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,9 +88,15 @@ def _stamp(raw: bytes, compressed: bool) -> int:
 
 
 class _Session:
-    """The replay's own node, in its own context, spun from this thread only."""
+    """The replay's own node, in its own context, spun from this thread only.
+
+    Ctrl-C sets a flag that `spin` turns into KeyboardInterrupt between spins: raised
+    anywhere, it could land inside rclpy between taking a lock and the block that
+    releases it, and closing the session then waited on that lock forever."""
 
     def __init__(self, node: str):
+        self.interrupted = False
+        self._previous_sigint = None
         self.context = Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = Node("offroad_seg_replay", context=self.context)
@@ -96,9 +104,17 @@ class _Session:
         self.executor.add_node(self.node)
         self.target_ns, self.target_name = split_node_name(node)
         self.target = (self.target_ns.rstrip("/") + "/" + self.target_name)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.interrupted = True
 
     def spin(self, seconds: float) -> None:
-        self.executor.spin_once(timeout_sec=seconds)
+        if not self.interrupted:
+            self.executor.spin_once(timeout_sec=min(seconds, 0.1))
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     def wait(self, done: Callable[[], bool], timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -143,6 +159,8 @@ class _Session:
         self.executor.shutdown()
         self.node.destroy_node()
         self.context.try_shutdown()
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
 
 
 def replay(
