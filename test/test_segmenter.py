@@ -253,3 +253,18 @@ def test_openvino_models_leave_the_signal_stack_alone(tiny_artifact):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("True"), out.stdout
+
+
+def test_failed_quantization_leaves_nothing_behind(tiny_artifact, tmp_path):
+    import shutil
+
+    from offroad_seg_ros.inference.openvino_backend import quantize
+
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact, art, ignore=shutil.ignore_patterns("model_int8.*"))
+    before = sorted(p.name for p in art.iterdir())
+    calib = [np.random.default_rng(i).standard_normal((1, 3, 64, 96), dtype=np.float32) for i in range(2)]
+    wrong = [np.zeros((1, 3, 32, 32), np.float32)]  # the agreement check fails on a shape the model was not made for
+    with pytest.raises(Exception):  # noqa: B017 - OpenVINO's own error type
+        quantize(art, calib, len(calib), "val", wrong)
+    assert sorted(p.name for p in art.iterdir()) == before  # no model_int8.* and no temporary files

@@ -131,15 +131,20 @@ def quantize(artifact_dir: str | Path, inputs: Iterable[np.ndarray], n_frames: i
                               preset=nncf.QuantizationPreset.MIXED)
     out = Path(artifact_dir) / INT8_XML
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.xml")
-    ov.save_model(quantized, str(tmp), compress_to_fp16=False)
     agreement = None
-    if check_frames:
-        fp32 = core.compile_model(with_argmax(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        q = core.compile_model(with_argmax(core.read_model(str(tmp))), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        same = [float((fp32(x)[fp32.output(0)] == q(x)[q.output(0)]).mean()) for x in check_frames]
-        agreement = float(np.mean(same))
-    os.replace(tmp, out)
-    os.replace(tmp.with_suffix(".bin"), out.with_suffix(".bin"))
+    try:
+        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
+        if check_frames:
+            config = {"INFERENCE_PRECISION_HINT": "f32"}
+            fp32 = core.compile_model(with_argmax(model), "CPU", config)
+            q = core.compile_model(with_argmax(core.read_model(str(tmp))), "CPU", config)
+            same = [float((fp32(x)[fp32.output(0)] == q(x)[q.output(0)]).mean()) for x in check_frames]
+            agreement = float(np.mean(same))
+        os.replace(tmp.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(tmp, out)
+    finally:  # a failed run leaves no half-written model behind
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".bin").unlink(missing_ok=True)
     summary = {"file": INT8_XML, "tool": f"nncf {nncf.__version__}, openvino {ov.__version__}",
                "calibration": {"split": split, "frames": n_frames, "input_shape": list(shape),
                                "preset": "mixed (symmetric weights, asymmetric activations)"},
