@@ -150,3 +150,22 @@ def test_compressed_parameter_switches_the_subscription(make_node, ros):
 def test_bad_parameter_raises_naming_it(ros, tiny_artifact):
     with pytest.raises(ValueError, match="qos_depth must be at least 1, got 0"):
         ros.make(model=str(tiny_artifact), qos_depth=0)
+
+
+def test_openvino_backend_through_the_node(make_node, ros, tiny_artifact, table):
+    # The CPU robots' path, selected by parameters: the node's masks are the OpenVINO Segmenter's.
+    from offroad_seg_ros.inference.openvino_backend import cpu_has_bf16
+    from offroad_seg_ros.inference.segmenter import Segmenter
+
+    node = make_node(backend="openvino", precision="auto", threads=1)
+    ros.spin_until(lambda: node.segmenter is not None, what="the model")
+    assert node.segmenter.backend == "openvino"
+    assert node.segmenter.precision == ("bf16" if cpu_has_bf16() else "fp32")  # what `auto` chose
+    masks = ros.collect(Image, "/segmentation_node/mask")
+    costs = ros.collect(Image, "/segmentation_node/cost")
+    rgb = random_rgb()
+    _send(ros, node, image_cdr(rgb, sec=7))
+    ros.spin_until(lambda: masks and costs, what="mask and cost")
+    want = Segmenter(tiny_artifact, backend="openvino", precision="auto", warmup_size=None)(rgb).mask
+    np.testing.assert_array_equal(image_array(masks[0]), want)
+    np.testing.assert_array_equal(image_array(costs[0]), table.cost_lut()[want])
