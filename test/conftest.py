@@ -21,13 +21,44 @@ os.environ["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
 os.environ["RCUTILS_COLORIZED_OUTPUT"] = "0"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--hog", action="store_true",
+                     help="keep every core busy with other processes for the whole session (make test-stress)")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests that start node processes (start_node) or talk to a node in this
+    # process over DDS (peer, ros) are the ones a busy computer can upset.
+    for item in items:
+        if {"start_node", "peer", "ros"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ros)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_hog(request):
+    """With --hog: one busy process per core for the whole session, as on a
+    robot computer running other work (a test's verdict must not change)."""
+    if not request.config.getoption("--hog"):
+        yield None
+        return
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    yield procs
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
 def pytest_terminal_summary(terminalreporter):
     # Printed even with -q: `make test` runs the suite under two numpy / OpenCV pairs.
     import cv2
     import numpy
     import torch
 
-    terminalreporter.write_line(f"numpy {numpy.__version__}, OpenCV {cv2.__version__}, torch {torch.__version__}")
+    hog = " (every core kept busy by --hog)" if terminalreporter.config.getoption("--hog") else ""
+    terminalreporter.write_line(f"numpy {numpy.__version__}, OpenCV {cv2.__version__}, torch {torch.__version__}{hog}")
 
 
 @pytest.fixture(scope="session")

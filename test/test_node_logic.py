@@ -32,26 +32,29 @@ Header = TS.types["std_msgs/msg/Header"]
 Time = TS.types["builtin_interfaces/msg/Time"]
 
 
-def test_overload_keeps_latency_bounded_and_counts_drops():
-    period = 0.02
-    done = []
+def test_a_busy_model_takes_only_the_newest_frame():
+    """Inference never queues behind the camera: frames arriving while the
+    model is busy replace each other, the model then takes the newest, and
+    every frame ends in exactly one count. (Decided by events, not by timing,
+    so the verdict is the same on a loaded computer.)"""
+    started, release = threading.Event(), threading.Event()
+    taken = []
 
     def model(item):
-        time.sleep(period)
-        done.append(time.monotonic() - item)
+        taken.append(item)
+        started.set()
+        assert release.wait(60)
 
     worker = LatestFrameWorker(model)
-    for _ in range(250):  # frames arrive 5x faster than the model runs
-        worker.submit(time.monotonic())
-        time.sleep(period / 5)
-    assert worker.idle()
+    worker.submit(0)
+    assert started.wait(60)
+    for i in range(1, 250):  # the model is still on frame 0
+        worker.submit(i)
+    release.set()
+    assert worker.idle(60)
     worker.stop()
-    assert worker.received == 250
-    assert worker.processed == len(done)
-    assert worker.received == worker.processed + worker.dropped  # exact, nothing queued
-    assert worker.processed < 250 / 3
-    # Arrival -> result under two model periods (allow scheduler jitter on busy CI).
-    assert np.percentile(done, 95) < 2 * period + 0.01, np.percentile(done, 95)
+    assert taken == [0, 249]
+    assert (worker.received, worker.processed, worker.dropped) == (250, 2, 248)
 
 
 def test_idle_waits_for_the_frame_in_progress():
@@ -76,6 +79,29 @@ def test_call_runs_on_the_worker_thread_ahead_of_frames():
     worker.stop()
     with pytest.raises(RuntimeError, match="stopped"):
         worker.call(lambda: None)
+
+
+def test_a_call_stops_waiting_when_interrupted():
+    """A signal during a model load or warm-up ends the node's wait at once
+    (the call itself runs on: a load cannot be interrupted)."""
+    from offroad_seg_ros.node.shutdown import Shutdown, ShutdownRequested
+
+    shutdown = Shutdown()
+    release = threading.Event()
+    polls = []
+
+    def interrupt():
+        polls.append(1)
+        if len(polls) == 3:  # a signal came while waiting
+            shutdown.requested.set()
+        shutdown.check()
+
+    worker = LatestFrameWorker(lambda item: None)
+    with pytest.raises(ShutdownRequested):
+        worker.call(lambda: release.wait(60), interrupt)
+    assert len(polls) == 3
+    release.set()
+    assert worker.stop()
 
 
 def test_memory_stays_flat_over_thousands_of_frames():

@@ -110,9 +110,8 @@ def test_use_sim_time_latency_from_clock(start_node, peer):
     peer.wait_for_subscriber(pub)
     sim = Clock()
     sim.clock.sec = 5000
-    for _ in range(5):  # a steady /clock before and while the frame goes through
-        clock.publish(sim)
-        peer.spin_for(0.05)
+    # The node runs on /clock once its diagnostics carry the simulated time.
+    peer.send_until(clock, sim, lambda: diags and diags[-1].header.stamp.sec == 5000, what="the node on sim time")
     peer.send_until(pub, image_cdr(random_rgb(), sec=4999, nanosec=750_000_000),
                     lambda: diags and _diag_values(diags[-1])["frames_processed"] != "0", what="a processed frame")
     clock.publish(sim)

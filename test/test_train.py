@@ -204,23 +204,37 @@ def test_same_seed_same_training(synth_root, tmp_path):
     assert torch.equal(results[0][1], results[1][1])
 
 
-def test_int8_keeps_accuracy(trained, synth_root, tmp_path):
+# fp32 pixels at least this confident (max softmax) must keep their class in
+# int8. Below it the tiny model's near-ties between classes go either way, and
+# which way depends on the CPU (AMX, VNNI and bf16 units round differently), so
+# they say nothing about quantization. The mIoU contract is measured on the
+# demo's trained model, where it is meaningful (README: within 0.002 mIoU).
+CONFIDENT = 0.9
+
+
+def test_int8_keeps_the_fp32_answer(trained, synth_root, tmp_path):
     """The trained model quantized to int8 (calibrated on val, through the
-    Segmenter's own preprocessing) scores like fp32 on the test split."""
-    from offroad_seg_ros.evaluation.evaluate import evaluate
+    Segmenter's own preprocessing) gives fp32's class on every pixel fp32 is
+    sure of, on the test split."""
     from offroad_seg_ros.inference.quantize import quantize_artifact
 
     model, trainer, tmp = trained
     art = export_checkpoint(trainer.checkpoint_callback.last_model_path, tmp_path / "art", onnx=True)
     summary = quantize_artifact(art, synth_root, split="val", frames=3, check_split="test", check_frames=3)
-    # This tiny, barely trained model has many near-ties between classes; the
-    # demo's model agrees far more (README). The mIoU below is the contract.
     assert summary["calibration"]["frames"] == 3 and summary["pixel_agreement_with_fp32"] > 0.9
     meta = yaml.safe_load((art / "model.json").read_text())
     assert meta["int8"]["pixel_agreement_with_fp32"] == summary["pixel_agreement_with_fp32"]
-    scores = {}
-    for precision in ("fp32", "int8"):
-        m, _ = evaluate(synth_root / "test", model=art, backend="openvino", precision=precision, progress=False)
-        scores[precision] = m["miou"]
-    print(f"int8 {summary['pixel_agreement_with_fp32']:.4f} agreement, mIoU {scores}")
-    assert abs(scores["int8"] - scores["fp32"]) < 0.01, scores
+    fp32, int8 = (Segmenter(art, device="cpu", backend="openvino", precision=p, warmup_size=None)
+                  for p in ("fp32", "int8"))
+    sure = agree = 0
+    for s in list_samples(synth_root / "test"):
+        rgb = read_image(s.image)
+        want, got = fp32(rgb, ("mask", "confidence")), int8(rgb, ("mask",))
+        keep = want.confidence >= round(CONFIDENT * 255)
+        sure += int(keep.sum())
+        agree += int((want.mask[keep] == got.mask[keep]).sum())
+    print(f"int8: {summary['pixel_agreement_with_fp32']:.4f} of all pixels, {agree / sure:.4f} of the "
+          f"{sure} confident ones agree with fp32")
+    assert sure > 0.2 * sum(read_image(s.image).shape[0] * read_image(s.image).shape[1]
+                            for s in list_samples(synth_root / "test"))  # the check covers enough pixels
+    assert agree / sure >= 0.99, (agree, sure)
