@@ -96,13 +96,16 @@ class Peer:
             self.executor.spin_once(timeout_sec=0.02)
 
     def send_until(self, pub, msg: Any, done: Callable[[], bool], timeout: float = 20.0, every: float = 0.5,
-                   what: str = "an answer") -> None:
+                   what: str = "an answer", before: Callable[[], None] | None = None) -> None:
         """Publish `msg` again every `every` s until `done()`. DDS matching is
         asynchronous on each side: a publisher may count a subscriber before that
         subscriber's reader has matched it, so the first sample after a match can
-        be lost; the first frame of a test is sent this way."""
+        be lost; the first frame of a test is sent this way. `before` runs
+        before each send (e.g. publishing the camera_info that goes with it)."""
         end = time.monotonic() + timeout
         while True:
+            if before is not None:
+                before()
             pub.publish(msg)
             resend = time.monotonic() + every
             while time.monotonic() < resend:
@@ -158,10 +161,27 @@ class NodeProcess:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float = 30.0) -> int:
+        """The exit code; a node still running after `timeout` prints every
+        thread's stack (SIGUSR1: faulthandler, see node/entry.py) into its
+        log, is killed, and fails the test with that log."""
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.dump_stacks()
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"the node did not exit within {timeout} s; its log and stacks:\n{self.output}") from None
         finally:
             self._log.close()
+
+    def dump_stacks(self, timeout: float = 5.0) -> None:
+        size = self.log_path.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        end = time.monotonic() + timeout
+        while self.log_path.stat().st_size == size and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the rest of the dump (other threads)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -3,17 +3,24 @@
 Ctrl-C must exit cleanly at any moment, including while torch is still being
 imported, so the signal handlers go in before `offroad_seg_ros.node.node` (rclpy,
 torch, the model) is imported. Kept tiny for that reason.
+
+`kill -USR1 <pid>` prints every thread's Python stack to stderr (faulthandler),
+so a node that seems stuck can explain itself without stopping.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.util
+import os
+import signal
 import sys
 
 from offroad_seg_ros.node.shutdown import Shutdown, ShutdownRequested
 
 
 def main() -> int:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     shutdown = Shutdown().install()
     try:
         with shutdown.interruptible():
@@ -25,8 +32,11 @@ def main() -> int:
                 return 1
             from offroad_seg_ros.node.node import main as run_node
     except ShutdownRequested:
-        shutdown.exiting()
-        return 0
+        # Stopped inside an import: half-imported extension modules (torch) are
+        # not worth finalizing, and nothing has started that needs tearing down.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return run_node(shutdown=shutdown)
 
 

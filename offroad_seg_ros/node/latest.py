@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -55,15 +55,20 @@ class LatestFrameWorker(Generic[T]):
             self._pending[key] = item
             self._cond.notify()
 
-    def call(self, fn: Callable[[], R]) -> R:
+    def call(self, fn: Callable[[], R], interrupt: Callable[[], None] | None = None) -> R:
         """Run `fn` on the worker thread, ahead of any waiting frame, and
-        return its result (or raise its exception) here."""
+        return its result (or raise its exception) here. `interrupt` is
+        called every 50 ms while waiting: what it raises ends the wait (the
+        call itself runs on; a model load cannot be interrupted)."""
         future: Future[R] = Future()
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the worker is stopped")
             self._calls.append((fn, future))
             self._cond.notify()
+        while interrupt is not None and not future.done():
+            interrupt()
+            wait([future], timeout=0.05)
         return future.result()
 
     def _run(self) -> None:

@@ -121,7 +121,7 @@ class Camera:
 
 
 class SegmentationNode(LifecycleNodeMixin, Node):
-    def __init__(self, lifecycle: bool = False, **node_options: Any) -> None:
+    def __init__(self, lifecycle: bool = False, shutdown: Shutdown | None = None, **node_options: Any) -> None:
         Node.__init__(self, "segmentation_node", **node_options)
         LifecycleNodeMixin.__init__(self, enable_communication_interface=lifecycle)
         for name, (default, text) in PARAMETERS.items():
@@ -132,6 +132,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.configure_error: BaseException | None = None
         self.finalized = False
         self.lifecycle = lifecycle
+        # A signal ends the waits for the model thread (load, warm-up) at once.
+        self.shutdown = shutdown
         self.diag_pub: Any = None
         self._timer: Any = None
         if lifecycle:
@@ -229,9 +231,10 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                              compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
                              overlay_alpha=p["overlay_alpha"], warmup_size=None, threads=p["threads"])
 
-        self.segmenter = seg = self.worker.call(load)
+        interrupt = self.shutdown.check if self.shutdown is not None else None
+        self.segmenter = seg = self.worker.call(load, interrupt)
         log.info("warming up" + (" (compiling: this takes a while the first time)" if p["compile"] else ""))
-        self.worker.call(seg.warm_up)
+        self.worker.call(seg.warm_up, interrupt)
         self.enabled = {name: bool(p[f"publish_{name}"]) for name in OUTPUTS}
         self.min_period = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
         self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 1)
@@ -276,7 +279,10 @@ class SegmentationNode(LifecycleNodeMixin, Node):
 
     def _release(self) -> None:
         if self.worker is not None:
-            self.worker.stop()  # may time out inside a model load: see main()
+            # May time out inside a model load or warm-up: see main(). Leaving
+            # on a signal, the process exits without waiting for it.
+            leaving = self.shutdown is not None and self.shutdown.requested.is_set()
+            self.worker.stop(timeout=0.5 if leaving else 5.0)
             self.worker = None
         for cam in self.cameras.values():
             for pub in [*cam.pubs.values(), cam.grid_pub, cam.cloud_pub]:
@@ -400,11 +406,13 @@ def main(args: list[str] | None = None, shutdown: Shutdown | None = None) -> int
     node = None
     rc = 0
     try:
-        with shutdown.interruptible():
-            # rclpy's own handlers would raise KeyboardInterrupt again on the
-            # second Ctrl-C; Shutdown takes the signals instead.
-            rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-            node = SegmentationNode(lifecycle=lifecycle)
+        # A signal from here on only sets a flag (see shutdown.py): start-up
+        # checks it before and while waiting for the model thread.
+        shutdown.check()
+        # rclpy's own handlers would raise KeyboardInterrupt again on the
+        # second Ctrl-C; Shutdown takes the signals instead.
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        node = SegmentationNode(lifecycle=lifecycle, shutdown=shutdown)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # A short timeout: the signal handler only sets a flag, checked here.

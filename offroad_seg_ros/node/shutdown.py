@@ -6,9 +6,12 @@ succession; Python's default handler raises KeyboardInterrupt for each, and
 the second lands wherever the shutdown happens to be (a lock, rclpy's
 destroy calls) as a traceback. Here the first SIGINT or SIGTERM asks for
 shutdown and every later one is ignored. While starting up (imports, model
-loading, warm-up: nothing to tear down yet but a model thread) the first one
-also raises `ShutdownRequested` so start-up stops at once; while running it
-only sets a flag that the spin loop checks between callbacks.
+loading, warm-up) start-up stops at once: the waits for the model thread poll
+`check()`, which raises `ShutdownRequested` in the waiting thread's own code.
+The handler itself raises only around imports (`interruptible()`): raised
+anywhere else, an exception can land between a lock's acquire and its release
+inside rclpy or threading, and the shutdown then waits on that lock forever.
+While running, the flag is checked by the spin loop between callbacks.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ class Shutdown:
         if self._interruptible:
             raise ShutdownRequested(self.signal_name)
 
+    def check(self) -> None:
+        """Raise ShutdownRequested if a signal has come (for polling waits)."""
+        if self.requested.is_set():
+            raise ShutdownRequested(self.signal_name)
+
     def exiting(self) -> None:
         """Ignore SIGINT / SIGTERM from here on. Python's finalization puts the
         default action back for signals with a Python handler, so a second
@@ -57,9 +65,9 @@ class Shutdown:
     @contextmanager
     def interruptible(self) -> Iterator[None]:
         """Inside: the first signal raises ShutdownRequested (also if it came
-        before the block was entered)."""
-        if self.requested.is_set():
-            raise ShutdownRequested(self.signal_name)
+        before the block was entered). Only for code that holds no lock another
+        thread or the shutdown needs: the imports before anything has started."""
+        self.check()
         self._interruptible = True
         try:
             yield
