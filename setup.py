@@ -25,6 +25,9 @@ setup(
     install_requires=[
         "numpy>=1.26,<3",
         "opencv-python-headless>=4.8,<5",  # cv_bridge breaks on OpenCV 5
+        # libjpeg-turbo with its warnings as errors: a JPEG cut short is refused
+        # (OpenCV fills the missing rows with grey and cannot tell).
+        "simplejpeg>=1.8",
         "pyyaml>=6",
         "safetensors>=0.4",
         "torch>=2.2",

@@ -353,6 +353,33 @@ def bench_hostile(n: int) -> None:
         t = timeit(refuse, n * 30)
         row(f"hostile input: {len(data)}-byte {fmt} claiming 8000x8000, refused in (p50 / max)",
             np.median(t) * 1e6, f"us (max {t.max() * 1e6:.0f} us)", f"bomb_{fmt}_refuse_us")
+    bench_jpeg_decode(n)
+
+
+def bench_jpeg_decode(n: int) -> None:
+    """A whole 960x540 camera JPEG to RGB: the strict decoder (which refuses a
+    frame cut short) against OpenCV's, which the node used before (and which
+    fills a cut frame with grey), in one run, interleaved."""
+    import cv2
+
+    from offroad_seg_ros.data.image_msgs import compressed_to_rgb
+    from offroad_seg_train.synth import render_scene
+
+    rgb, _ = render_scene(np.random.default_rng(5))
+    for quality in (80, 95):
+        data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+        buf = np.frombuffer(data, np.uint8)
+        cases = {"strict (simplejpeg)": lambda data=data: compressed_to_rgb("jpeg", data),
+                 "OpenCV imdecode + BGR->RGB, before": lambda buf=buf: cv2.cvtColor(
+                     cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)}
+        times: dict[str, list[float]] = {k: [] for k in cases}
+        for _ in range(n * 3):  # round-robin, so both see the same machine
+            for name, fn in cases.items():
+                times[name].extend(timeit(fn, 1, warmup=0))
+        for name, t in times.items():
+            key = "strict" if "strict" in name else "opencv"
+            row(f"JPEG q{quality} 960x540 ({len(data) // 1024} KiB) -> RGB, {name}", np.median(t) * 1e3, "ms",
+                f"jpeg_q{quality}_decode_{key}_ms", 3)
 
 
 def ort_int8_artifact(artifact: Path, calib: list[np.ndarray], out: Path) -> Path:

@@ -19,6 +19,7 @@ from rosutil import TS, compressed_cdr, image_cdr, random_rgb
 
 from offroad_seg_ros.data.bag import COMPRESSED, IMAGE_TOPIC, open_bag, write_bag
 from offroad_seg_ros.data.dataset import DatasetError, read_image
+from offroad_seg_ros.data.image_msgs import ImageConversionError, compressed_to_rgb
 from offroad_seg_ros.evaluation.evaluate import evaluate
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.node.health import ERROR, OK, WARN, Counts, Health
@@ -38,6 +39,81 @@ def test_header_bombs_are_refused_by_their_header(segmenter, bomb):
     assert pipe.process(compressed_cdr(bomb(), fmt="jpeg" if bomb is jpeg_bomb else "png"), ["mask"]) is None
     assert pipe.health.bad == 1
     assert "8000x8000 = 64000000 pixels, above max_pixels=33177600" in pipe.health.last_bad
+
+
+def _scene(h: int = 120, w: int = 160) -> np.ndarray:
+    return cv2.GaussianBlur(random_rgb(h, w, seed=4), (9, 9), 3)
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, pos = [], 8
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        chunks.append((data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]))
+        pos += 12 + n
+    return chunks
+
+
+def _png(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    import zlib
+
+    return b"\x89PNG\r\n\x1a\n" + b"".join(len(d).to_bytes(4, "big") + t + d + zlib.crc32(t + d).to_bytes(4, "big")
+                                            for t, d in chunks)
+
+
+def _truncated() -> dict[str, tuple[str, bytes, str]]:
+    """Frames cut short in transit: (format, data, the reason the refusal names)."""
+    jpeg = cv2.imencode(".jpg", _scene())[1].tobytes()
+    png = cv2.imencode(".png", _scene())[1].tobytes()
+    chunks = _png_chunks(png)
+    idat = b"".join(d for t, d in chunks if t == b"IDAT")
+    return {
+        # The scan ends early and an end-of-image marker is appended: libjpeg
+        # fills the missing rows with grey and OpenCV returns a whole image.
+        "jpeg cut, EOI appended": ("jpeg", jpeg[:len(jpeg) // 2] + b"\xff\xd9", "premature end of data segment"),
+        "jpeg cut": ("jpeg", jpeg[:len(jpeg) // 2], "Premature end of JPEG file"),
+        "png cut": ("png", png[:len(png) // 2], "corrupt CompressedImage"),
+        "png cut, IEND appended": ("png", png[:len(png) // 2] + _png([(b"IEND", b"")])[8:], "corrupt CompressedImage"),
+        # Well-formed chunks (right CRCs) around half of the image data.
+        "png short of image data": ("png", _png([chunks[0], (b"IDAT", idat[:len(idat) // 2]), (b"IEND", b"")]),
+                                    "corrupt CompressedImage"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_truncated()))
+def test_truncated_compressed_frames_are_refused_with_their_reason(segmenter, case):
+    fmt, data, reason = _truncated()[case]
+    with pytest.raises(ImageConversionError, match=reason):
+        compressed_to_rgb(fmt, data)
+    pipe = FramePipeline(segmenter, compressed=True)
+    assert pipe.process(compressed_cdr(data, fmt=fmt), ["mask"]) is None  # the model never sees it
+    assert pipe.health.bad == 1 and reason in pipe.health.last_bad
+
+
+def test_whole_jpegs_still_decode_as_opencv_decodes_them():
+    rgb = _scene(121, 163)  # odd sizes: partial blocks at the edges
+    for quality in (50, 95):
+        data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+        want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        np.testing.assert_array_equal(compressed_to_rgb("jpeg", data), want)
+    grey = cv2.imencode(".jpg", rgb[..., 0])[1].tobytes()
+    assert compressed_to_rgb("jpeg", grey).shape == (121, 163, 3)
+    # Bytes between the last block and the end marker (some cameras write
+    # them into every frame): the image is whole, so it is taken.
+    data = cv2.imencode(".jpg", rgb)[1].tobytes()
+    padded = data[:-2] + b"\x00" * 5 + data[-2:]
+    np.testing.assert_array_equal(compressed_to_rgb("jpeg", padded), compressed_to_rgb("jpeg", data))
+
+
+def test_cmyk_jpeg_decodes_through_opencv():
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+
+    buf = BytesIO()
+    PILImage.fromarray(_scene()).convert("CMYK").save(buf, "JPEG", quality=95)
+    got = compressed_to_rgb("jpeg", buf.getvalue())
+    assert got.shape == (120, 160, 3) and np.abs(got.astype(int) - _scene()).mean() < 8
 
 
 def test_header_bombs_allocate_nothing_large():

@@ -15,6 +15,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import simplejpeg
 
 U8, U16 = np.dtype(np.uint8), np.dtype(np.uint16)
 BAYER = ("rggb", "bggr", "gbrg", "grbg")
@@ -200,6 +201,10 @@ def compressed_to_rgb(fmt: str, data: Any, max_pixels: int = MAX_PIXELS) -> np.n
     check_pixels(width, height, max_pixels, f"{kind} header")
     if width == 0 or height == 0:
         raise ImageConversionError(f"{kind} header says {width}x{height}: empty image")
+    if kind == "jpeg":
+        rgb = _decode_jpeg(buf)
+        if rgb is not None:
+            return rgb
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -207,6 +212,30 @@ def compressed_to_rgb(fmt: str, data: Any, max_pixels: int = MAX_PIXELS) -> np.n
     if bgr is None:
         raise ImageConversionError(f"corrupt CompressedImage: format={fmt!r}, {buf.size} bytes")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# libjpeg's warnings that mean the picture is incomplete or damaged: it goes
+# on decoding and fills what is missing with grey (a frame cut short in
+# transit with an end marker appended decodes "fine" in OpenCV, which cannot
+# report warnings). simplejpeg's strict mode turns them into errors.
+# "N extraneous bytes before marker" is not among them: bytes after the last
+# block, which some cameras write into every frame; the image is whole.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters")
+
+
+def _decode_jpeg(buf: np.ndarray) -> np.ndarray | None:
+    """RGB from a JPEG, or an ImageConversionError naming the damage; None
+    for what libjpeg-turbo cannot convert to RGB itself (CMYK: OpenCV's turn)."""
+    try:
+        return simplejpeg.decode_jpeg(buf, colorspace="RGB", strict=True)
+    except ValueError as exc:
+        reason = str(exc).strip()
+    if reason.startswith(_JPEG_DAMAGE) and "extraneous bytes" not in reason:
+        raise ImageConversionError(f"corrupt JPEG ({buf.size} bytes): {reason}")
+    try:
+        return simplejpeg.decode_jpeg(buf, colorspace="RGB", strict=False)
+    except ValueError:
+        return None
 
 
 def view_to_rgb(view: ImageView, max_pixels: int = MAX_PIXELS, bits: int = 16) -> np.ndarray:
