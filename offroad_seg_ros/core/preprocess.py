@@ -78,7 +78,7 @@ class Preprocess:
         h, w = self.scaled_size(height, width) if resize else (height, width)
         if (h, w) != (height, width):
             if x.device.type == "cpu":
-                x = _resize_uint8(x, (h, w), self.scale < 1)
+                x = _resize(x, (h, w), self.scale < 1)
             else:  # CUDA has no uint8 kernels (and antialiased resize no half ones)
                 x = F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False,
                                   antialias=self.scale < 1)
@@ -103,14 +103,25 @@ class Preprocess:
         return F.interpolate(labels[:, None], size=(height, width), mode="nearest")[:, 0]
 
 
-@torch.compiler.disable
 def _resize_uint8(images: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
     """Bilinear resize of uint8 (B, 3, H, W) on the CPU, in uint8: torch's
     vectorised uint8 kernels are ~9x its float ones (960x540 -> 480x270
     antialiased on one core: 0.4 vs 3.8 ms) and differ from float resampling
     only by the rounding to whole grey levels (at most 1). Kept out of
-    torch.compile, whose decomposition resamples in float and would not match."""
+    torch.compile (see keep_resize_out_of_compile)."""
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+
+
+_resize = _resize_uint8
+
+
+def keep_resize_out_of_compile() -> None:
+    """Call before torch.compile traces the inference path: its decomposition
+    of the uint8 resize resamples in float and would not match the eager path.
+    Not done at import: torch.compiler.disable imports torch._dynamo, ~3 s
+    of every process's start-up (the node's included) that only compiling needs."""
+    global _resize
+    _resize = torch.compiler.disable(_resize_uint8)
 
 
 def predict_labels(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from offroad_seg_ros.core.artifact import Artifact, ArtifactError, load_artifact, read_artifact
-from offroad_seg_ros.core.preprocess import predict_labels
+from offroad_seg_ros.core.preprocess import keep_resize_out_of_compile, predict_labels
 
 OUTPUTS = ("mask", "cost", "color", "overlay", "confidence")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -143,6 +143,7 @@ class Segmenter:
             # a bool argument would make a second graph, compiled at the first
             # frame that asks for other outputs than the warm-up did.
             mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            keep_resize_out_of_compile()
             compiled = torch.compile(self._labels_with_confidence, mode=mode, dynamic=False)
             self._labels_fn = lambda images, want_conf: compiled(images)
         if warmup_size:
