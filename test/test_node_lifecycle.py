@@ -88,3 +88,24 @@ def test_ctrl_c_from_any_state_exits_cleanly(start_node, peer, state):
     node.send(signal.SIGINT)
     node.send(signal.SIGINT)
     assert node.wait(30) == 0 and "Traceback" not in node.output, node.output
+
+
+@pytest.mark.signals
+@pytest.mark.parametrize("delivery", ["SIGINT twice", "SIGTERM"])
+@pytest.mark.parametrize("stage", ["loading model", "warming up"])
+def test_a_signal_during_the_configure_transition_exits_cleanly(start_node, peer, stage, delivery):
+    """Ctrl-C while `configure` is loading or warming up the model (inside the
+    service call): the node leaves without waiting for the load to finish."""
+    node = start_node(lifecycle=True)
+    node.wait_for_line("lifecycle")
+    client = peer.node.create_client(ChangeState, f"{NODE}/change_state")
+    peer.spin_until(client.service_is_ready, 60, "the change_state service")
+    client.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+    peer.spin_until(lambda: stage in node.output, 60, f"{stage!r} in the node's log")
+    if delivery == "SIGTERM":
+        node.send(signal.SIGTERM)
+    else:
+        node.send(signal.SIGINT)
+        node.send(signal.SIGINT)
+    assert node.wait(30) == 0, node.output
+    assert "Traceback" not in node.output and "KeyboardInterrupt" not in node.output, node.output
