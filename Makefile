@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test lint bench install docs
+.PHONY: demo test test-stress lint bench install docs
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,16 @@ $(COMPAT)/.installed: $(VENV)/.installed
 test: $(VENV)/.installed $(VENV)/.ros $(COMPAT)/.installed
 	$(PY) -m pytest -q test
 	PYTHONPATH=$(COMPAT)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m pytest -q -p no:cacheprovider -m "not signals and not ddp" test
+
+# The tests that talk to a node over real DDS (node processes, the shutdown matrix, replay,
+# in-process callbacks) while one busy process per core competes with them, as a robot's other
+# work does; STRESS_RUNS times in a row (each run must pass).
+STRESS_RUNS ?= 3
+test-stress: $(VENV)/.installed $(VENV)/.ros
+	@for i in $$(seq $(STRESS_RUNS)); do \
+		echo "stress run $$i of $(STRESS_RUNS): every core busy"; \
+		$(PY) -m pytest -q -p no:cacheprovider --hog -m "ros or signals" test || exit 1; \
+	done
 
 lint: $(VENV)/.installed $(VENV)/.ros
 	$(VENV)/bin/ruff check .
