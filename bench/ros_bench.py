@@ -11,7 +11,11 @@ Sections, one run:
 - cameras: two cameras in one node vs two nodes;
 - node: the light profile end to end, segmentation_node (onnxruntime fp32, then
   OpenVINO precision auto) offered 10 and 30 Hz;
-- replay: `offroad-seg replay --lockstep` throughput on a generated bag.
+- replay: `offroad-seg replay --lockstep` throughput on a generated bag;
+- contention: the light profile through OpenVINO (precision auto), one camera
+  and two cameras in one node, offered 30 Hz per camera, on an idle machine
+  and with every core kept busy by other processes (a robot's other work):
+  masks/s, latency, frames dropped and how /diagnostics reports them.
 Latency is stamp (set at publish) -> mask received, wall clock.
 """
 
@@ -213,7 +217,102 @@ def bench_two_cameras(light: Path, seconds: float = 10.0) -> None:
             ctx.try_shutdown()
 
 
-SECTIONS = ("transport", "cameras", "node", "replay")
+def _hog() -> list[subprocess.Popen]:
+    """One busy process per core, at the node's priority."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+
+
+def bench_contention(light: Path, seconds: float = 10.0, rate: float = 30.0) -> None:
+    """The light profile through OpenVINO under load: one and two cameras,
+    idle and with a hog on every core. Every frame offered is accounted for
+    by the node's own counts (/diagnostics)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    base = [str(BIN / "segmentation_node"), "--ros-args", "-p", f"model:={light}", "-p", "backend:=openvino",
+            "-p", "precision:=auto", "-p", "publish_cost:=false", "-p", "diagnostics_period:=1.0"]
+    img = Image(height=H, width=W, encoding="rgb8", step=W * 3,
+                data=np.random.default_rng(0).integers(0, 256, H * W * 3, dtype=np.uint8).tobytes())
+    for names in ([""], ["a", "b"]):
+        for loaded in (False, True):
+            label = (f"{'two cameras, one node' if len(names) > 1 else 'one camera'}, "
+                     f"{'hog on every core' if loaded else 'idle'}")
+            key = f"contention_{len(names)}cam_{'hog' if loaded else 'idle'}"
+            cmd = [*base, *(["-p", f"cameras:=[{', '.join(names)}]"] if len(names) > 1 else [])]
+            ctx = Context()
+            rclpy.init(context=ctx)
+            node = Node("bench_contention", context=ctx)
+            ex = SingleThreadedExecutor(context=ctx)
+            ex.add_node(node)
+            lat: dict[str, list[float]] = {n: [] for n in names}
+            diags: list[DiagnosticArray] = []
+
+            def on_mask(msg: Image, into: list[float]) -> None:
+                into.append(time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+
+            for n in names:
+                node.create_subscription(Image, f"/segmentation_node/{n + '/' if n else ''}mask",
+                                         lambda m, into=lat[n]: on_mask(m, into),
+                                         QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+            node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+            pubs = {n: node.create_publisher(Image, f"/{n + '/' if n else ''}image", qos_profile_sensor_data)
+                    for n in names}
+            hog = _hog() if loaded else []
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                while not all(p.get_subscription_count() for p in pubs.values()):
+                    ex.spin_once(timeout_sec=0.05)
+                offered, start = 0, time.monotonic()
+                for phase, length in (("warm-up", 2.0), ("measured", seconds)):
+                    if phase == "measured":
+                        for v in lat.values():
+                            v.clear()
+                        start = time.monotonic()
+                    t0 = time.monotonic()
+                    i = 0
+                    while (due := t0 + i / rate) < t0 + length:
+                        while (now := time.monotonic()) < due:
+                            ex.spin_once(timeout_sec=due - now)
+                        for p in pubs.values():
+                            _stamp_now(img)
+                            p.publish(img)
+                        offered += len(pubs)
+                        i += 1
+                elapsed = time.monotonic() - start
+                # Let the last frame settle, then read the node's counts.
+                settle = time.monotonic() + 3.0
+                first_diag = len(diags)
+                while time.monotonic() < settle or len(diags) <= first_diag:
+                    ex.spin_once(timeout_sec=0.05)
+                status = {st.name.split(": ")[-1]: {kv.key: kv.value for kv in st.values} for st in diags[-1].status}
+                got = sum(len(v) for v in lat.values())
+                all_lat = np.concatenate([np.array(v) for v in lat.values()]) * 1e3
+                row(f"{label}: masks/s, all cameras (offered {rate:g} Hz each)", got / elapsed, "frames/s",
+                    f"{key}_fps")
+                row(f"{label}: p50 stamp -> mask", float(np.percentile(all_lat, 50)), "ms", f"{key}_p50_ms")
+                row(f"{label}: p95", float(np.percentile(all_lat, 95)), "ms", f"{key}_p95_ms")
+                counts = {k: sum(int(v[k]) for v in status.values())
+                          for k in ("frames_in", "frames_processed", "frames_dropped", "bad_frames",
+                                    "frames_rate_limited", "inference_failures", "frames_in_flight")}
+                accounted = counts["frames_in"] == sum(v for k, v in counts.items() if k != "frames_in")
+                row(f"{label}: frames offered / taken in by the node (DDS best effort)", counts["frames_in"] / offered,
+                    "ratio", f"{key}_received_ratio", 3)
+                row(f"{label}: frames dropped (newest-frame policy), all cameras", counts["frames_dropped"], "frames",
+                    f"{key}_dropped", 0)
+                row(f"{label}: every frame accounted for (in = processed + dropped + ...)", float(accounted),
+                    "bool", f"{key}_accounted", 0)
+                row(f"{label}: /diagnostics fps, all cameras", sum(float(v["fps"]) for v in status.values()),
+                    "frames/s", f"{key}_diag_fps")
+            finally:
+                proc.send_signal(2)
+                proc.wait(30)
+                for h in hog:
+                    h.kill()
+                    h.wait()
+                node.destroy_node()
+                ctx.try_shutdown()
+
+
+SECTIONS = ("transport", "cameras", "node", "replay", "contention")
 
 
 def main() -> None:
@@ -249,6 +348,8 @@ def main() -> None:
                 key = "light" if backend == "onnxruntime" else f"light_{backend}"
                 _run_against(cmd, "/segmentation_node/mask", [10, 30], n,
                              f"light profile node ({backend} {precision})", key)
+        if "contention" in only:
+            bench_contention(light)
         if "replay" in only:
             from offroad_seg_ros.data.bag import write_bag
             from offroad_seg_train.synth import generate
