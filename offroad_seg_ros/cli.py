@@ -41,7 +41,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from offroad_seg_ros.core.classes import ClassTable
-    from offroad_seg_ros.data.check import check_dataset, format_reports
+    from offroad_seg_ros.tools.check import check_dataset, format_reports
 
     table = ClassTable.from_yaml(args.classes)
     reports = check_dataset(args.dir, table)
@@ -109,7 +109,7 @@ def _replay(args: argparse.Namespace) -> int:
                          "first; 'rclpy' was not found")
     from tqdm import tqdm
 
-    from offroad_seg_ros.node.replay import replay
+    from offroad_seg_ros.tools.replay import replay
 
     with tqdm(unit="frame", desc="replay", dynamic_ncols=True, disable=args.quiet) as bar:
         def progress(done: int, total: int) -> None:
@@ -131,7 +131,7 @@ def split_topic(node: str) -> str:
 
 def _project(args: argparse.Namespace) -> int:
     from offroad_seg_ros.ground.projection import CameraPose, GridSpec
-    from offroad_seg_ros.ground.view import camera_from_yaml, project_source
+    from offroad_seg_ros.tools.project import camera_from_yaml, project_source
 
     camera = camera_from_yaml(args.camera) if args.camera else None
     pose = CameraPose.from_list(args.pose)
@@ -144,7 +144,7 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from offroad_seg_ros.inference.quantize import quantize_artifact
+    from offroad_seg_ros.tools.quantize import quantize_artifact
 
     summary = quantize_artifact(args.artifact, args.data, split=args.split, frames=args.frames,
                                 check_split=args.check_split, check_frames=args.check_frames)

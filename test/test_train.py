@@ -216,7 +216,7 @@ def test_int8_keeps_the_fp32_answer(trained, synth_root, tmp_path):
     """The trained model quantized to int8 (calibrated on val, through the
     Segmenter's own preprocessing) gives fp32's class on every pixel fp32 is
     sure of, on the test split."""
-    from offroad_seg_ros.inference.quantize import quantize_artifact
+    from offroad_seg_ros.tools.quantize import quantize_artifact
 
     model, trainer, tmp = trained
     art = export_checkpoint(trainer.checkpoint_callback.last_model_path, tmp_path / "art", onnx=True)

@@ -247,6 +247,21 @@ def _decode(role: str, msgtype: str, raw: bytes):
     return np.array(arr), _stamp(view)  # copy: the reader's buffer is reused
 
 
+def is_bag(path: str | Path) -> bool:
+    """A rosbag2 folder (metadata.yaml) or a single .mcap / .db3 file."""
+    path = Path(path)
+    return (path / "metadata.yaml").is_file() or path.suffix in (".mcap", ".db3")
+
+
+def folder_frames(split_dir: str | Path, stats: PairingStats, limit: int | None = None) -> Iterator[Frame]:
+    """A dataset split's image / mask pairs as the Frames read_frames gives from a bag."""
+    samples = list_samples(split_dir)
+    for i, s in enumerate(samples[:limit] if limit else samples):
+        assert s.mask is not None
+        stats.frames += 1
+        yield Frame(i, s.image.name, read_image(s.image), read_raw_mask(s.mask))
+
+
 def bag_topics(bag: str | Path) -> dict[str, tuple[str, int]]:
     reader = open_bag(bag)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,17 @@ import torch
 
 from offroad_seg_ros.core.classes import ClassTable
 from offroad_seg_ros.core.metrics import MetricAccumulator
-from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, Frame, PairingStats, read_frames
-from offroad_seg_ros.data.dataset import DatasetError, list_samples, read_image, read_raw_mask
+from offroad_seg_ros.data.bag import (
+    GT_TOPIC,
+    IMAGE_TOPIC,
+    NAME_TOPIC,
+    Frame,
+    PairingStats,
+    folder_frames,
+    is_bag,
+    read_frames,
+)
+from offroad_seg_ros.data.dataset import DatasetError
 
 THUMB_W = 320
 
@@ -85,19 +94,6 @@ def _thumb(arr: np.ndarray | None, nearest: bool) -> np.ndarray | None:
     h, w = arr.shape[:2]
     size = (THUMB_W, max(1, round(h * THUMB_W / w)))
     return cv2.resize(arr, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
-
-
-def folder_frames(split_dir: str | Path, stats: PairingStats, limit: int | None = None) -> Iterator[Frame]:
-    samples = list_samples(split_dir)
-    for i, s in enumerate(samples[:limit] if limit else samples):
-        assert s.mask is not None
-        stats.frames += 1
-        yield Frame(i, s.image.name, read_image(s.image), read_raw_mask(s.mask))
-
-
-def is_bag(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / "metadata.yaml").is_file() or path.suffix in (".mcap", ".db3")
 
 
 def evaluate(

@@ -1,1 +1,1 @@
-"""Segmented frames onto the ground around the robot: projection, the node's ground outputs, previews."""
+"""Segmented frames onto the ground around the robot: projection and the node's ground outputs."""

@@ -1,1 +1,1 @@
-"""The ROS 2 node (the one class that imports rclpy, with replay) and its ROS-free per-frame logic."""
+"""The ROS 2 node (the one class that imports rclpy) and its ROS-free per-frame logic."""

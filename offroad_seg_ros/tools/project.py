@@ -14,9 +14,8 @@ import yaml
 
 from offroad_seg_ros.core.classes import ClassTable
 from offroad_seg_ros.core.fsutil import atomic_directory
-from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, PairingStats, read_frames
+from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, PairingStats, is_bag, read_frames
 from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
-from offroad_seg_ros.evaluation.evaluate import is_bag
 from offroad_seg_ros.ground.projection import (
     UNKNOWN,
     CameraModel,

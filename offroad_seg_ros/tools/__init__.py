@@ -1,0 +1,4 @@
+"""Offline commands that drive or inspect the runtime, behind `offroad-seg`:
+`replay` (a bag into a running node over DDS; imports rclpy), `project`
+(frames drawn onto the ground), `quantize` (an int8 model for CPU robots),
+`check` (a dataset's layout and class IDs). Nothing below `tools` imports them."""
