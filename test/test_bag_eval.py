@@ -29,8 +29,8 @@ ROLES = {"image": IMAGE_TOPIC, "gt": GT_TOPIC, "name": NAME_TOPIC}
 
 
 @pytest.fixture(scope="module")
-def test_bag(synth_root, tmp_path_factory):
-    return write_bag(synth_root / "test", tmp_path_factory.mktemp("bags") / "test_bag")
+def split_bag(synth_root, tmp_path_factory):
+    return write_bag(synth_root / "test", tmp_path_factory.mktemp("bags") / "split_bag")
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -85,23 +85,23 @@ def test_image_only_split(synth_root, tmp_path):
     assert GT_TOPIC not in bag_topics(bag) and bag_topics(bag)[IMAGE_TOPIC][1] == 3
 
 
-def test_bag_eval_equals_folder_eval(test_bag, synth_root, tiny_artifact):
-    from_bag, _ = evaluate(test_bag, model=tiny_artifact, device="cpu", progress=False)
+def test_bag_eval_equals_folder_eval(split_bag, synth_root, tiny_artifact):
+    from_bag, _ = evaluate(split_bag, model=tiny_artifact, device="cpu", progress=False)
     from_dir, _ = evaluate(synth_root / "test", model=tiny_artifact, device="cpu", progress=False)
     np.testing.assert_array_equal(from_bag["confusion_matrix"], from_dir["confusion_matrix"])
     assert from_bag["per_image"]["names"] == from_dir["per_image"]["names"]
     assert from_bag["run"]["frames_scored"] == 3 and from_bag["run"]["mode"] == "bag"
 
 
-def _replay_bag(path, test_bag, tiny_artifact, drop=(), latency_ns=35_000_000):
-    """A bag as `ros2 bag record` would write it while the node ran on `test_bag`:
+def _replay_bag(path, split_bag, tiny_artifact, drop=(), latency_ns=35_000_000):
+    """A bag as `ros2 bag record` would write it while the node ran on `split_bag`:
     masks on /segmentation_node/mask, later receive times, some frames missing."""
     seg = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
     Header, Time, Image = (TYPESTORE.types[t] for t in ("std_msgs/msg/Header", "builtin_interfaces/msg/Time", IMAGE))
     with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
         c_gt = w.add_connection(GT_TOPIC, IMAGE, typestore=TYPESTORE)
         c_pred = w.add_connection("/segmentation_node/mask", IMAGE, typestore=TYPESTORE)
-        for i, f in enumerate(read_frames(test_bag, ROLES, PairingStats())):
+        for i, f in enumerate(read_frames(split_bag, ROLES, PairingStats())):
             hdr = Header(Time(f.stamp // 10**9, f.stamp % 10**9), "camera")
             h, wd = f.gt_raw.shape
             gt = Image(hdr, h, wd, "mono16", 0, wd * 2, f.gt_raw.view(np.uint8).reshape(-1))
@@ -114,30 +114,30 @@ def _replay_bag(path, test_bag, tiny_artifact, drop=(), latency_ns=35_000_000):
     return path
 
 
-def test_replay_scoring_equals_running_the_model(test_bag, tiny_artifact, tmp_path):
-    replay = _replay_bag(tmp_path / "replay", test_bag, tiny_artifact)
+def test_replay_scoring_equals_running_the_model(split_bag, tiny_artifact, tmp_path):
+    replay = _replay_bag(tmp_path / "replay", split_bag, tiny_artifact)
     scored, _ = evaluate(replay, predictions_topic="/segmentation_node/mask", progress=False)
-    direct, _ = evaluate(test_bag, model=tiny_artifact, device="cpu", progress=False)
+    direct, _ = evaluate(split_bag, model=tiny_artifact, device="cpu", progress=False)
     np.testing.assert_array_equal(scored["confusion_matrix"], direct["confusion_matrix"])
     assert scored["run"]["mode"] == "replay" and scored["run"]["unmatched"] == {}
 
 
-def test_replay_counts_unmatched_frames(test_bag, tiny_artifact, tmp_path):
-    replay = _replay_bag(tmp_path / "replay", test_bag, tiny_artifact, drop={1})
+def test_replay_counts_unmatched_frames(split_bag, tiny_artifact, tmp_path):
+    replay = _replay_bag(tmp_path / "replay", split_bag, tiny_artifact, drop={1})
     scored, _ = evaluate(replay, predictions_topic="/segmentation_node/mask", progress=False)
     assert scored["run"]["frames_scored"] == 2 and scored["run"]["unmatched"] == {"pred": 1}
 
 
-def test_missing_topics_are_listed(test_bag):
+def test_missing_topics_are_listed(split_bag):
     with pytest.raises(BagError, match=r"no topic\(s\) /cam/nope; it has: /camera/image_name"):
-        list(read_frames(test_bag, {"image": "/cam/nope", "gt": GT_TOPIC}, PairingStats()))
+        list(read_frames(split_bag, {"image": "/cam/nope", "gt": GT_TOPIC}, PairingStats()))
 
 
-def test_missing_and_truncated_bags(test_bag, tmp_path):
+def test_missing_and_truncated_bags(split_bag, tmp_path):
     with pytest.raises(BagError, match="bag not found"):
         list(read_frames(tmp_path / "nope", ROLES, PairingStats()))
     cut = tmp_path / "cut"
-    shutil.copytree(test_bag, cut)
+    shutil.copytree(split_bag, cut)
     mcap = next(cut.glob("*.mcap"))
     mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
     with pytest.raises(BagError, match="cut"):
@@ -167,8 +167,8 @@ def test_corrupt_compressed_frame_is_a_counted_skip(synth_root, tmp_path, tiny_a
     assert out["run"]["unmatched"] == {"image": 1}
 
 
-def test_report_is_complete_and_na_is_not_zero(test_bag, tiny_artifact, tmp_path, table):
-    assert main(["eval", str(test_bag), "--model", str(tiny_artifact), "--out", str(tmp_path / "rep"),
+def test_report_is_complete_and_na_is_not_zero(split_bag, tiny_artifact, tmp_path, table):
+    assert main(["eval", str(split_bag), "--model", str(tiny_artifact), "--out", str(tmp_path / "rep"),
                  "--device", "cpu", "--quiet"]) == 0
     rep = tmp_path / "rep"
     assert {p.name for p in rep.iterdir()} == {"metrics.json", "report.md", *FIGURES.values()}
@@ -184,10 +184,10 @@ def test_report_is_complete_and_na_is_not_zero(test_bag, tiny_artifact, tmp_path
         assert cv2.imread(str(rep / fig)) is not None
 
 
-def test_report_written_completely_or_not_at_all(test_bag, tiny_artifact, tmp_path, monkeypatch):
+def test_report_written_completely_or_not_at_all(split_bag, tiny_artifact, tmp_path, monkeypatch):
     import offroad_seg_ros.evaluation.report as report
 
-    metrics, gallery = evaluate(test_bag, model=tiny_artifact, device="cpu", progress=False)
+    metrics, gallery = evaluate(split_bag, model=tiny_artifact, device="cpu", progress=False)
 
     def broken(*args):
         raise RuntimeError("disk full")

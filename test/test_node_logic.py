@@ -233,9 +233,21 @@ def test_segment_yaml_declares_every_node_parameter():
 
 
 @pytest.mark.parametrize("name", ["segment.launch.py", "cameras.launch.py", "evaluate.launch.py"])
-def test_launch_files_compile_and_define_the_entry_point(name):
+def test_launch_files_use_only_declared_arguments_and_existing_executables(name):
+    # `launch` is not on PyPI: read the file instead of running it. Every
+    # LaunchConfiguration it reads must be declared (else `ros2 launch` fails at
+    # run time), and every node it starts must be one this package installs.
     tree = ast.parse((REPO / "launch" / name).read_text())
-    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+    used = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, "id", "") == "LaunchConfiguration" and isinstance(n.args[0], ast.Constant)}
+    assert used and used <= _launch_arguments(name), f"{name} reads undeclared {used - _launch_arguments(name)}"
+    executables = {kw.value.value for n in ast.walk(tree) if isinstance(n, ast.Call)
+                   for kw in n.keywords if kw.arg == "executable"}
+    installed = {line.split("=")[0].strip() for line in
+                 (REPO / "setup.py").read_text().split('"console_scripts": [')[1].split("]")[0].split(",")
+                 if "=" in line}
+    installed = {name.strip().strip('"') for name in installed}
+    assert executables <= installed, f"{name} starts {executables - installed}; setup.py installs {installed}"
 
 
 def _launch_arguments(name: str) -> set[str]:
@@ -245,7 +257,8 @@ def _launch_arguments(name: str) -> set[str]:
 
 
 def test_readme_launch_commands_use_declared_arguments():
-    readme = (REPO / "README.md").read_text()
+    # The README and the pages it links to in docs/.
+    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     commands = re.findall(r"ros2 launch offroad_seg_ros (\S+\.launch\.py)((?: \w+:=\S+| \.\.\.)*)", readme)
     assert {name for name, _ in commands} >= {"segment.launch.py", "cameras.launch.py", "evaluate.launch.py"}
     for name, args in commands:

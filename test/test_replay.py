@@ -19,26 +19,26 @@ CLI = Path(sys.executable).with_name("offroad-seg")
 
 
 @pytest.fixture(scope="module")
-def test_bag(synth_root, tmp_path_factory):
-    return write_bag(synth_root / "test", tmp_path_factory.mktemp("replay") / "test_bag")
+def split_bag(synth_root, tmp_path_factory):
+    return write_bag(synth_root / "test", tmp_path_factory.mktemp("replay") / "split_bag")
 
 
 def _replay(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([str(CLI), "replay", "--quiet", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_lockstep_replay_scores_like_the_model(start_node, test_bag, tiny_artifact, tmp_path):
+def test_lockstep_replay_scores_like_the_model(start_node, split_bag, tiny_artifact, tmp_path):
     node = start_node("-r", "__ns:=/robot", "-r", "image:=/camera/image_raw")
     node.wait_for_line("segmenting")
     out = tmp_path / "replayed"
-    res = _replay(str(test_bag), "--out", str(out), "--node", "/robot/segmentation_node", "--lockstep", "--cost")
+    res = _replay(str(split_bag), "--out", str(out), "--node", "/robot/segmentation_node", "--lockstep", "--cost")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "3 frames sent, 3 answered, 0 dropped" in res.stdout
     topics = bag_topics(out)
     assert {t: n for t, (_, n) in topics.items()} == {
         "/robot/segmentation_node/mask": 3, "/robot/segmentation_node/cost": 3, GT_TOPIC: 3, NAME_TOPIC: 3}
     replayed, _ = evaluate(out, predictions_topic="/robot/segmentation_node/mask", progress=False)
-    direct, _ = evaluate(test_bag, model=tiny_artifact, device="cpu", progress=False)
+    direct, _ = evaluate(split_bag, model=tiny_artifact, device="cpu", progress=False)
     np.testing.assert_array_equal(replayed["confusion_matrix"], direct["confusion_matrix"])
     assert replayed["run"]["frames_scored"] == direct["run"]["frames_scored"] == 3
     # The eval command on the replay bag, as the README shows it.
@@ -47,12 +47,12 @@ def test_lockstep_replay_scores_like_the_model(start_node, test_bag, tiny_artifa
     assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
 
 
-def test_rate_mode_counts_what_the_node_dropped(start_node, test_bag, tmp_path):
+def test_rate_mode_counts_what_the_node_dropped(start_node, split_bag, tmp_path):
     node = start_node()
     node.wait_for_line("segmenting")
     out = tmp_path / "rate"
     # 3 frames at 200 Hz: the CPU model (hundreds of ms a frame) cannot keep up.
-    res = _replay(str(test_bag), "--out", str(out), "--rate", "200", "--image-topic", IMAGE_TOPIC)
+    res = _replay(str(split_bag), "--out", str(out), "--rate", "200", "--image-topic", IMAGE_TOPIC)
     assert res.returncode == 0, res.stdout + res.stderr
     sent, answered, dropped = (int(res.stdout.split(w)[0].split()[-1]) for w in (" frames sent", " answered",
                                                                                   " dropped"))
@@ -60,18 +60,18 @@ def test_rate_mode_counts_what_the_node_dropped(start_node, test_bag, tmp_path):
     assert bag_topics(out)["/segmentation_node/mask"][1] == answered
 
 
-def test_a_node_that_never_appears_is_named(test_bag, tmp_path):
-    res = _replay(str(test_bag), "--out", str(tmp_path / "x"), "--node", "/nobody/home", "--wait", "1")
+def test_a_node_that_never_appears_is_named(split_bag, tmp_path):
+    res = _replay(str(split_bag), "--out", str(tmp_path / "x"), "--node", "/nobody/home", "--wait", "1")
     assert res.returncode == 2
     assert "node /nobody/home did not appear within 1 s" in res.stderr
     assert not (tmp_path / "x").exists()
 
 
-def test_ctrl_c_mid_replay_leaves_no_output(start_node, test_bag, tmp_path):
+def test_ctrl_c_mid_replay_leaves_no_output(start_node, split_bag, tmp_path):
     node = start_node("-p", "max_rate:=0.01")  # answers the first frame only: replay waits on the second
     node.wait_for_line("segmenting")
     out = tmp_path / "cut"
-    proc = subprocess.Popen([str(CLI), "replay", str(test_bag), "--out", str(out), "--quiet", "--timeout", "60"],
+    proc = subprocess.Popen([str(CLI), "replay", str(split_bag), "--out", str(out), "--quiet", "--timeout", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.monotonic() + 60
     while not any(p.name.startswith(f".{out.name}") for p in tmp_path.iterdir()):  # writing has begun

@@ -15,18 +15,15 @@ def test_ruff_clean():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_ros_modules_type_check_against_installed_rclpy():
+def test_ros_modules_type_check_against_installed_rclpy(tmp_path):
     import rclpy  # the real one: sourced ROS 2, or the Jazzy wheels `make test` installs
 
     assert (Path(rclpy.__file__).parent / "py.typed").is_file()
     out = subprocess.run([sys.executable, "-m", "mypy", *ROS_MODULES], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     # The check is real: the same rclpy rejects a misspelt keyword.
-    bad = REPO / "offroad_seg_ros" / "_mypy_probe.py"
+    bad = tmp_path / "mypy_probe.py"
     bad.write_text("from rclpy.node import Node\n\n\ndef f(n: Node) -> None:\n"
                    "    n.create_subscription(int, 't', print, 1, raww=True)\n")
-    try:
-        out = subprocess.run([sys.executable, "-m", "mypy", str(bad)], cwd=REPO, capture_output=True, text=True)
-    finally:
-        bad.unlink()
+    out = subprocess.run([sys.executable, "-m", "mypy", str(bad)], cwd=REPO, capture_output=True, text=True)
     assert "raww" in out.stdout

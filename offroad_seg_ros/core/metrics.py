@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-IGNORE_INDEX = 255
+from offroad_seg_ros.core.classes import IGNORE_INDEX
 
 
 def confusion_matrix(

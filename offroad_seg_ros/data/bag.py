@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,6 +42,8 @@ HEADER = "std_msgs/msg/Header"
 # rosbag2 metadata version 8 is read by Humble and Jazzy alike (version 9, the
 # Kilted default, changes how QoS profiles are stored and Humble rejects it).
 BAG_VERSION = 8
+# The one message type store of the package (bags, camera_info, replay): Humble's
+# definitions, which Jazzy's sensor_msgs / std_msgs match on the wire.
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 
 
@@ -83,7 +86,9 @@ def write_bag(
     ts = TYPESTORE
     Header, Time, Image, Compressed = (ts.types[t] for t in (HEADER, "builtin_interfaces/msg/Time", IMAGE, COMPRESSED))
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    with atomic_directory(out, force) as tmp, Writer(tmp, version=version, storage_plugin=plugin) as writer:
+    if version not in (8, 9):  # what rosbags writes; 8 is the newest Humble and Jazzy read
+        raise ValueError(f"bag metadata version must be 8 or 9, got {version}")
+    with atomic_directory(out, force) as tmp, Writer(tmp, version=version, storage_plugin=plugin) as writer:  # type: ignore[arg-type]
         c_img = writer.add_connection(image_topic, COMPRESSED if compressed else IMAGE, typestore=ts)
         c_gt = writer.add_connection(gt_topic, IMAGE, typestore=ts) if samples[0].mask else None
         c_name = writer.add_connection(name_topic, HEADER, typestore=ts)
@@ -109,7 +114,7 @@ def write_bag(
                 h, w = raw.shape
                 gt = Image(header, h, w, "mono16", 0, w * 2, raw.astype("<u2").view(np.uint8).reshape(-1))
                 writer.write(c_gt, t, ts.serialize_cdr(gt, IMAGE))
-            writer.write(c_name, t, ts.serialize_cdr(Header(header.stamp, s.image.name), HEADER))
+            writer.write(c_name, t, ts.serialize_cdr(Header(header.stamp, s.image.name), HEADER))  # type: ignore[attr-defined]
             if progress:
                 progress(i + 1, len(samples))
     return out
@@ -232,7 +237,7 @@ def _some(frame: Frame | None) -> Iterator[Frame]:
 
 def _decode(role: str, msgtype: str, raw: bytes):
     if msgtype == HEADER:
-        msg = TYPESTORE.deserialize_cdr(raw, HEADER)
+        msg: Any = TYPESTORE.deserialize_cdr(raw, HEADER)  # rosbags' generated class: untyped fields
         return msg.frame_id, int(msg.stamp.sec) * 10**9 + int(msg.stamp.nanosec)
     view = parse_compressed_cdr(raw) if msgtype == COMPRESSED else parse_image_cdr(raw)
     if msgtype not in (IMAGE, COMPRESSED):

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from offroad_seg_ros.core.fsutil import write_atomic
 from offroad_seg_ros.data.image_msgs import MAX_PIXELS, ImageConversionError, check_pixels, compressed_dimensions
 
 IMAGE_DIR = "Color_Images"
@@ -171,6 +172,4 @@ def write_png_atomic(path: str | Path, array: np.ndarray, rgb: bool = True) -> N
     ok, buf = cv2.imencode(".png", data)
     if not ok:
         raise OSError(f"cannot encode PNG for {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_atomic(path, buf.tobytes())

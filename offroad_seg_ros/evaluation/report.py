@@ -52,7 +52,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _fmt(v: float) -> str:
-    return "n/a" if v is None or v != v else f"{v:.4f}"
+    return "n/a" if v is None or np.isnan(v) else f"{v:.4f}"
 
 
 def headline(m: dict[str, Any]) -> list[tuple[str, str]]:
@@ -108,14 +108,14 @@ def _figures(out: Path, m: dict[str, Any], table: ClassTable, gallery: Gallery) 
 
     def na_labels(ax, values, y=0.02):
         for i, v in enumerate(values):
-            if v != v:
+            if np.isnan(v):
                 ax.text(i, y, "n/a", ha="center", va="bottom", fontsize=8, color="0.4")
 
     fig, ax = plt.subplots(figsize=(10, 4.5))
     ax.bar(x, np.nan_to_num(iou), color=colors, edgecolor="0.2")
     ax.axhline(m["miou"], color="k", ls="--", label=f"mIoU {m['miou']:.3f} (present classes)")
     for i, v in enumerate(iou):
-        if v == v:
+        if not np.isnan(v):
             ax.text(i, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
     na_labels(ax, iou)
     ax.set(xticks=x, ylim=(0, 1.18), ylabel="IoU", title="Per-class IoU")
@@ -152,7 +152,7 @@ def _figures(out: Path, m: dict[str, Any], table: ClassTable, gallery: Gallery) 
         ax.set_xticklabels(cols, rotation=45, ha="right", fontsize=8)
         ax.set_yticklabels(names, fontsize=8)
         for (i, j), v in np.ndenumerate(data):
-            if v == v and v > 0:
+            if not np.isnan(v) and v > 0:
                 txt = fmt.format(v) if ax is axes[1] else (f"{v:.0f}" if v < 1e4 else f"{v:.0e}")
                 ax.text(j, i, txt, ha="center", va="center", fontsize=6,
                         color="white" if shown[i, j] > 0.6 * np.nanmax(shown) else "black")

@@ -17,8 +17,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rosbags.typesys import Stores, get_typestore
 
+from offroad_seg_ros.data.bag import TYPESTORE
 from offroad_seg_ros.data.image_msgs import DEPTH_ENCODINGS, ImageConversionError, parse_image_cdr, to_array
 from offroad_seg_ros.ground.projection import (
     CameraModel,
@@ -31,7 +31,6 @@ from offroad_seg_ros.ground.projection import (
     occupancy_values,
 )
 
-TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DEPTH_FALLBACKS = ("flat", "skip")
 

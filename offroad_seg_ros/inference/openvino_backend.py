@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from offroad_seg_ros.core.artifact import Artifact, ArtifactError
+from offroad_seg_ros.core.fsutil import write_atomic
 
 OV_PRECISIONS = ("fp32", "bf16", "auto", "int8")
 INT8_XML = "model_int8.xml"
@@ -153,7 +154,5 @@ def quantize(artifact_dir: str | Path, inputs: Iterable[np.ndarray], n_frames: i
     meta = json.loads(meta_path.read_text())
     meta["int8"] = summary
     meta.setdefault("files", {})["int8"] = INT8_XML
-    tmp_meta = meta_path.with_name(f".model.json.{os.getpid()}")
-    tmp_meta.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp_meta, meta_path)
+    write_atomic(meta_path, json.dumps(meta, indent=1))
     return summary
