@@ -62,7 +62,7 @@ test-stress: $(VENV)/.installed $(VENV)/.ros
 
 lint: $(VENV)/.installed $(VENV)/.ros
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy offroad_seg_ros/node/node.py
+	$(VENV)/bin/mypy -p offroad_seg_ros -p offroad_seg_train
 
 # Every CPU benchmark in one run; the backends section times and scores the demo's trained
 # models (the demo is skipped where it has run; a light profile is trained on its data once).

@@ -9,13 +9,15 @@ Normalisation is not part of the pipeline: crops stay uint8 until the shared
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import albumentations as A
 import cv2
 
-IGNORE = 255
+from offroad_seg_ros.core.classes import IGNORE_INDEX
+
 
 # The reference recipe (smp's classic pipeline, ported to albumentations 2.x):
 # ShiftScaleRotate -> Affine with nearest mask interpolation and the ignore
@@ -25,11 +27,11 @@ def reference_pipeline(crop: int = 320) -> list[dict[str, Any]]:
     return [
         {"HorizontalFlip": {"p": 0.5}},
         {"Affine": {"scale": [0.5, 1.5], "translate_percent": [-0.1, 0.1], "rotate": 0,
-                    "border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": IGNORE, "p": 1.0}},
+                    "border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": IGNORE_INDEX, "p": 1.0}},
         {"RandomCrop": {"height": crop, "width": crop, "pad_if_needed": True,
-                        "border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": IGNORE, "p": 1.0}},
+                        "border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": IGNORE_INDEX, "p": 1.0}},
         {"GaussNoise": {"std_range": [0.0124, 0.0277], "p": 0.2}},
-        {"Perspective": {"p": 0.5, "fill": 0, "fill_mask": IGNORE}},
+        {"Perspective": {"p": 0.5, "fill": 0, "fill_mask": IGNORE_INDEX}},
         {"OneOf": {"p": 0.9, "transforms": [
             {"CLAHE": {"p": 1.0}}, {"RandomBrightnessContrast": {"p": 1.0}}, {"RandomGamma": {"p": 1.0}}]}},
         {"OneOf": {"p": 0.9, "transforms": [
@@ -51,7 +53,7 @@ def _build_one(spec: Mapping[str, Any]) -> A.BasicTransform | A.BaseCompose:
     if issubclass(cls, A.BaseCompose):
         params["transforms"] = [_build_one(t) for t in params.get("transforms", [])]
     # Masks always use nearest interpolation; interpolating class IDs makes new classes.
-    if "mask_interpolation" in cls.__init__.__code__.co_varnames:
+    if "mask_interpolation" in inspect.signature(cls).parameters:
         params.setdefault("mask_interpolation", cv2.INTER_NEAREST)
     try:
         return cls(**params)

@@ -78,7 +78,7 @@ class SegCLI(LightningCLI):
         best = getattr(ckpt, "best_model_score", None)
         if self.trainer.is_global_zero:
             if best is not None:
-                print(f"best val/mIoU {float(best):.4f}: {ckpt.best_model_path}")
+                print(f"best val/mIoU {float(best):.4f}: {getattr(ckpt, 'best_model_path', '')}")
             scores = getattr(self.model, "last_val_scores", None)
             if scores:
                 print(f"last val/mIoU {scores['miou']:.10f}, pixel accuracy {scores['pixel_accuracy']:.10f}")

@@ -242,13 +242,19 @@ class DualityDataModule(L.LightningDataModule):
         self.augment = augment if augment is not None else reference_pipeline(crop_size)
         self.table = ClassTable.from_yaml(classes)
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "offroad_seg"
-        self._train: Dataset | None = None
+        self._train: TrainDataset | None = None
         self._eval: dict[str, Dataset] = {}
 
+    @property
+    def hp(self) -> Any:
+        """The saved init arguments by name (Lightning's AttributeDict, which it
+        types as a plain mapping)."""
+        return self.hparams
+
     def _samples(self, split: str) -> list[Sample]:
-        samples = list_samples(find_split(self.hparams.root, split))
+        samples = list_samples(find_split(self.hp.root, split))
         if not samples:
-            raise DatasetError(f"split '{split}' under {self.hparams.root} is empty")
+            raise DatasetError(f"split '{split}' under {self.hp.root} is empty")
         return samples
 
     def check(self, stage: str) -> None:
@@ -256,48 +262,48 @@ class DualityDataModule(L.LightningDataModule):
         if stage == "fit":
             self.setup("fit")
         else:
-            self._eval_set(self.hparams.test_split if stage == "test" else self.hparams.val_split)
+            self._eval_set(self.hp.test_split if stage == "test" else self.hp.val_split)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and self._train is None:
-            cache = FrameCache(self._samples(self.hparams.train_split), self.table, self.hparams.scale,
-                               self.cache_dir, self.hparams.ignore_unknown)
+            cache = FrameCache(self._samples(self.hp.train_split), self.table, self.hp.scale,
+                               self.cache_dir, self.hp.ignore_unknown)
             self._train = TrainDataset(cache, self.augment)
-            self._eval_set(self.hparams.val_split)
+            self._eval_set(self.hp.val_split)
 
     def _eval_set(self, split: str) -> Dataset:
         if split not in self._eval:
             samples = self._samples(split)
             # Surface unknown IDs / size mismatches now, not mid-epoch.
-            ds = EvalDataset(samples, self.table, self.hparams.ignore_unknown)
+            ds = EvalDataset(samples, self.table, self.hp.ignore_unknown)
             for i in range(len(ds)):
                 ds[i]
             self._eval[split] = ds
         return self._eval[split]
 
     def _loader(self, ds: Dataset, batch: int, train: bool) -> DataLoader:
-        workers = self.hparams.num_workers
+        workers = self.hp.num_workers
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         # Lightning leaves a DistributedSampler subclass in place (and would pad a plain one).
         sampler = UnpaddedDistributedSampler(ds) if distributed and not train else None
         return DataLoader(
             ds, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
-            drop_last=train and self.hparams.drop_last,
-            num_workers=workers, pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.hparams.persistent_workers and workers > 0,
+            drop_last=train and self.hp.drop_last,
+            num_workers=workers, pin_memory=self.hp.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.hp.persistent_workers and workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
         assert self._train is not None
-        if self.hparams.drop_last and len(self._train) < self.hparams.batch_size:
+        if self.hp.drop_last and len(self._train) < self.hp.batch_size:
             raise DatasetError(
                 f"train split has {len(self._train)} frames, fewer than batch_size "
-                f"{self.hparams.batch_size} with drop_last: no batch would be trained"
+                f"{self.hp.batch_size} with drop_last: no batch would be trained"
             )
-        return self._loader(self._train, self.hparams.batch_size, True)
+        return self._loader(self._train, self.hp.batch_size, True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._eval_set(self.hparams.val_split), self.hparams.val_batch_size, False)
+        return self._loader(self._eval_set(self.hp.val_split), self.hp.val_batch_size, False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._eval_set(self.hparams.test_split), self.hparams.val_batch_size, False)
+        return self._loader(self._eval_set(self.hp.test_split), self.hp.val_batch_size, False)

@@ -66,6 +66,7 @@ def write_preview(model: Path, image_path: Path, out: Path, device: str = "auto"
     seg = Segmenter(model, device=device, warmup_size=None)
     image = read_image(image_path)
     res = seg(image, ("color", "cost", "overlay"))
+    assert res.cost is not None and res.color is not None and res.overlay is not None
     cost = cv2.cvtColor(cv2.applyColorMap(res.cost, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
     strip = np.concatenate([image, res.color, cost, res.overlay], axis=1)
     strip = cv2.resize(strip, (strip.shape[1] // 2, strip.shape[0] // 2), interpolation=cv2.INTER_AREA)

@@ -8,9 +8,8 @@ import torch
 from segmentation_models_pytorch import losses as smp_losses
 from torch import nn
 
+from offroad_seg_ros.core.classes import IGNORE_INDEX
 from offroad_seg_ros.core.model import ModelConfigError
-
-IGNORE = 255
 
 
 class SumLoss(nn.Module):
@@ -23,15 +22,15 @@ class SumLoss(nn.Module):
 
 
 def _ce(weights: torch.Tensor | None) -> nn.Module:
-    return nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
+    return nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX)
 
 
 def _dice(weights: torch.Tensor | None) -> nn.Module:
-    return smp_losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE)
+    return smp_losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE_INDEX)
 
 
 def _focal(weights: torch.Tensor | None) -> nn.Module:
-    return smp_losses.FocalLoss("multiclass", ignore_index=IGNORE)
+    return smp_losses.FocalLoss("multiclass", ignore_index=IGNORE_INDEX)
 
 
 LOSSES: dict[str, Callable[[torch.Tensor | None], nn.Module]] = {

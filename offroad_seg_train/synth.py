@@ -78,14 +78,14 @@ class _Canvas:
         self.image, self.mask = image, mask
 
     def poly(self, pts: np.ndarray, color: tuple[int, ...], raw: int) -> None:
-        pts = [np.round(pts).astype(np.int32)]
-        cv2.fillPoly(self.image, pts, color)
-        cv2.fillPoly(self.mask, pts, raw)
+        polys = [np.round(pts).astype(np.int32)]
+        cv2.fillPoly(self.image, polys, color)
+        cv2.fillPoly(self.mask, polys, (raw,))
 
     def circle(self, c: tuple[float, float], r: float, color: tuple[int, ...], raw: int) -> None:
         center, radius = (int(c[0]), int(c[1])), max(1, int(r))
         cv2.circle(self.image, center, radius, color, -1)
-        cv2.circle(self.mask, center, radius, raw, -1)
+        cv2.circle(self.mask, center, radius, (raw,), -1)
 
     def ellipse(self, c, axes, angle, color, raw) -> None:
         center, ax = (int(c[0]), int(c[1])), (max(1, int(axes[0])), max(1, int(axes[1])))
@@ -210,7 +210,8 @@ def render_scene(rng: np.random.Generator, biome: Biome = TRAIN_BIOME,
     sky = (1 - t) * top + t * hor
     clouds = _noise(rng, (4, 8), (w, h))[:sky_rows] * np.float32(1.6) - np.float32(rng.uniform(0.2, 0.9))
     clouds = np.clip(clouds, 0, 1)[..., None]
-    image[:sky_rows] = cv2.convertScaleAbs(sky + clouds * (np.float32(245) - sky))
+    sky = sky + clouds * (np.float32(245) - sky)
+    image[:sky_rows] = cv2.convertScaleAbs(sky.astype(np.float32))
 
     # Ground below a wavy horizon (dunes).
     cv = _Canvas(image, mask)
@@ -239,7 +240,7 @@ def render_scene(rng: np.random.Generator, biome: Biome = TRAIN_BIOME,
         amp[raw] = a
     fine = cv2.resize(rng.standard_normal((h // 2, w // 2), dtype=np.float32), (w, h),
                       interpolation=cv2.INTER_NEAREST)
-    fine += np.float32(1.5) * _noise(rng, (6, 10), (w, h))
+    fine = fine + np.float32(1.5) * _noise(rng, (6, 10), (w, h))
     shade = amp[mask] * fine + np.float32(1)
     shade *= np.float32(biome.brightness * rng.uniform(0.9, 1.1))
     out = cv2.convertScaleAbs(image.astype(np.float32) * shade[..., None])
@@ -254,7 +255,8 @@ def _write_one(args: tuple[str, str, int, int, int]) -> None:
     out_dir, split, seed, index, png_level = args
     params = [cv2.IMWRITE_PNG_COMPRESSION, png_level]
     if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11; older ones (ROS's) keep their default
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP if png_level else cv2.IMWRITE_PNG_FILTER_NONE]
+        png_filter = "IMWRITE_PNG_FILTER_UP" if png_level else "IMWRITE_PNG_FILTER_NONE"
+        params += [cv2.IMWRITE_PNG_FILTER, getattr(cv2, png_filter)]
     image, mask = render_scene(_scene_rng(seed, split, index), BIOMES[split])
     name = f"{index:06d}.png"
     ok1, img_buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)

@@ -37,8 +37,8 @@ def confusion_matrix(
             if f[num_classes:ignore_index].any() or f[ignore_index + 1:].any():
                 bad = int(np.flatnonzero(f[num_classes:].sum(1))[0]) + num_classes
                 raise ValueError(f"ground truth holds class index {bad} >= {num_classes}")
-            rows = f[:num_classes]
-            out = np.concatenate([rows[:, :num_classes], rows[:, num_classes:].sum(1, keepdims=True)], 1)
+            frows = f[:num_classes]
+            out = np.concatenate([frows[:, :num_classes], frows[:, num_classes:].sum(1, keepdims=True)], 1)
             return torch.from_numpy(out)
         if full[num_classes:ignore_index].any() or full[ignore_index + 1:].any():
             bad = int(torch.nonzero(full[num_classes:].sum(1))[0]) + num_classes

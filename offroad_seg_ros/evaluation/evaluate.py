@@ -88,9 +88,7 @@ class Gallery:
         return best, worst
 
 
-def _thumb(arr: np.ndarray | None, nearest: bool) -> np.ndarray | None:
-    if arr is None:
-        return None
+def _thumb(arr: np.ndarray, nearest: bool) -> np.ndarray:
     h, w = arr.shape[:2]
     size = (THUMB_W, max(1, round(h * THUMB_W / w)))
     return cv2.resize(arr, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
@@ -169,7 +167,8 @@ def evaluate(
         miou = acc.image_miou[-1]
 
         def make(f: Frame = frame, m: float = miou, g: np.ndarray = gt, p: np.ndarray = pred) -> Thumb:
-            return Thumb(f.name, m, _thumb(f.image, False), _thumb(g, True), _thumb(p, True))
+            image = None if f.image is None else _thumb(f.image, False)
+            return Thumb(f.name, m, image, _thumb(g, True), _thumb(p, True))
 
         gallery.add(frame.name, miou, make)
         if bar is not None:

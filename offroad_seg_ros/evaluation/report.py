@@ -51,7 +51,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | None) -> str:
     return "n/a" if v is None or np.isnan(v) else f"{v:.4f}"
 
 

@@ -100,7 +100,7 @@ def render(rgb: np.ndarray, mask: np.ndarray, cost: np.ndarray, obstacle: np.nda
         a.axis("off")
     fig.tight_layout()
     fig.canvas.draw()
-    picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # type: ignore[attr-defined]  # Agg canvas
     plt.close(fig)
     return picture
 
@@ -136,6 +136,7 @@ def project_source(source: str | Path, out: str | Path, camera: CameraModel | No
                                           f"{grid.max_range} m")
             if segmenter is not None:
                 mask = segmenter(rgb).mask
+                assert mask is not None
                 label = f"{name} (model {segmenter.name})"
             else:
                 assert gt is not None

@@ -17,6 +17,7 @@ Ctrl-C.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -201,9 +202,8 @@ def replay(
         outputs = ["mask", "cost"] if record_cost else ["mask"]
         out_topics = {name: f"{session.target}/{name}" for name in outputs}
         received: dict[str, dict[int, bytes]] = {name: {} for name in outputs}
-        subs = [session.node.create_subscription(
-            Image, topic, lambda raw, n=name: _keep(received[n], raw), RECORD_QOS, raw=True)
-            for name, topic in out_topics.items()]
+        subs = [session.node.create_subscription(Image, topic, _keeper(received[name]), RECORD_QOS, raw=True)
+                for name, topic in out_topics.items()]
         pub = session.node.create_publisher(
             CompressedImage if compressed else Image, input_topic, SEND_QOS)
 
@@ -257,8 +257,7 @@ def replay(
                        len(log_time), quiet=1.5, limit=timeout)
             seconds = time.monotonic() - start
             for name in outputs:  # a late output of an answered frame
-                session.wait(lambda n=name: all(("mask", s) not in written or (n, s) in written
-                                                 or s in received[n] for s in log_time), 1.0)
+                session.wait(functools.partial(_answered, name, written, received, log_time), 1.0)
             flush()
             got = sum(1 for s in log_time if ("mask", s) in written)
         return ReplayResult(out, "lockstep" if rate is None else f"rate {rate:g} Hz", sent, got, seconds)
@@ -266,6 +265,16 @@ def replay(
         reader.close()
         if session is not None:
             session.close()
+
+
+def _answered(name: str, written: set[tuple[str, int]], received: dict[str, dict[int, bytes]],
+              log_time: dict[int, int]) -> bool:
+    """Every frame whose mask is written has its `name` output too (written or received)."""
+    return all(("mask", s) not in written or (name, s) in written or s in received[name] for s in log_time)
+
+
+def _keeper(store: dict[int, bytes]) -> Callable[[bytes], None]:
+    return lambda raw: _keep(store, raw)
 
 
 def _keep(store: dict[int, bytes], raw: bytes) -> None:
