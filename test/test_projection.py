@@ -212,3 +212,20 @@ def test_torch_projection_equals_numpy(table, costs):
     cost, obstacle = TorchGroundProjector(proj, costs).project(torch.from_numpy(mask))
     np.testing.assert_array_equal(cost.numpy(), want_cost)
     np.testing.assert_array_equal(obstacle.numpy(), want_obstacle)
+
+
+def test_a_refused_camera_info_stays_named_while_frames_wait(table):
+    """Frames that arrive after a refused camera_info (on a busy computer,
+    copies of earlier frames do) keep the refusal in the reason, not "none
+    received": one was received, and why it is unusable is what to fix."""
+    from offroad_seg_ros.ground.mapper import GroundMapper
+
+    mapper = GroundMapper(CameraPose.from_list([0.0, 0.0, 1.5, 0.0, 0.3, 0.0]), GridSpec(0.1, 10.0, 10.0),
+                          ClassCosts(table, table.cost_lut()), info_topic="/cam/camera_info")
+    mask = np.zeros((60, 80), np.uint8)
+    assert mapper.project(mask, 1) is None and "no camera_info received on /cam/camera_info" in mapper.last_problem
+    mapper.on_camera_info(b"\x00\x01\x00\x00 not a camera_info")
+    assert mapper.bad_camera_info == 1
+    assert mapper.project(mask, 2) is None  # a frame after the refusal
+    assert "the last one was refused (camera_info on /cam/camera_info refused:" in mapper.last_problem
+    assert "refused" in (mapper.condition() or "")

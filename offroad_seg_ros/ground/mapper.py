@@ -67,6 +67,7 @@ class GroundMapper:
         self.skipped = 0  # frames without a grid (no camera_info yet, size mismatch, no depth)
         self.projected = 0
         self.last_problem = ""
+        self._refused = ""  # why the last camera_info was refused, while none is in use
         self._reported_skips = 0
 
     # -- inputs (executor thread) --------------------------------------------
@@ -76,10 +77,11 @@ class GroundMapper:
             model = CameraModel.from_camera_info(msg, self.rectified)
         except Exception as exc:  # noqa: BLE001 - a malformed camera_info is refused, counted and named
             self.bad_camera_info += 1
-            self.last_problem = f"camera_info on {self.info_topic} refused: {exc}"
+            self._refused = self.last_problem = f"camera_info on {self.info_topic} refused: {exc}"
             return
         with self._lock:
             self._model = model
+            self._refused = ""
 
     def on_depth(self, raw: bytes) -> None:
         view = parse_image_cdr(raw)
@@ -95,7 +97,7 @@ class GroundMapper:
             model = self._model
             depth_raw = self._pair_depth(stamp_ns) if self.depth else None
         if model is None:
-            return self._skip(f"no camera_info received on {self.info_topic} yet: ~/grid and ~/obstacles wait")
+            return self._skip(self._waiting())
         projector = self._projector
         if projector is None or projector.camera != model:
             try:
@@ -136,6 +138,13 @@ class GroundMapper:
         self.last_problem = reason
         return None
 
+    def _waiting(self) -> str:
+        # A frame that comes after a refused camera_info must not hide the
+        # refusal behind "none received": one was, and why it is unusable matters.
+        if self._refused:
+            return f"no usable camera_info yet, the last one was refused ({self._refused}): ~/grid and ~/obstacles wait"
+        return f"no camera_info received on {self.info_topic} yet: ~/grid and ~/obstacles wait"
+
     @property
     def waiting_for_camera_info(self) -> bool:
         return self._model is None
@@ -146,7 +155,7 @@ class GroundMapper:
         new = self.skipped - self._reported_skips
         self._reported_skips = self.skipped
         if self.waiting_for_camera_info:
-            return f"no camera_info received on {self.info_topic} yet: ~/grid and ~/obstacles wait"
+            return self._waiting()
         if new:
             return f"{new} frame(s) without a grid: {self.last_problem}"
         return None
