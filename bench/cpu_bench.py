@@ -107,7 +107,7 @@ def bench_node_path(tmp: Path, n: int) -> None:
 
     # Naive: message object, numpy normalisation on the CPU, eager fp32, message object out.
     art_model = build_model("FPN", "resnet18", len(table)).eval()
-    art_model.load_state_dict(Segmenter(full, device="cpu", warmup_size=None).net.state_dict())
+    art_model.load_state_dict(Segmenter(full, device="cpu", warmup_size=None).runtime.net.state_dict())
     mean, std = np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255
     cost_lut = table.cost_lut()
 

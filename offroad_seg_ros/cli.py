@@ -15,6 +15,7 @@ from offroad_seg_ros.core.artifact import ArtifactError
 from offroad_seg_ros.core.classes import UnknownRawIdError
 from offroad_seg_ros.data.bag import BagError
 from offroad_seg_ros.data.dataset import DatasetError
+from offroad_seg_ros.inference.backend import BACKENDS
 
 # Errors that are the user's input, printed as one paragraph without a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "auto", "int8"],
                    help="fp32 (default), fp16 (CUDA), bf16; with --backend openvino also auto and int8")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"])
+    p.add_argument("--backend", default="torch", choices=list(BACKENDS))
     p.add_argument("--threads", type=int, default=0, help="CPU runtime intra-op threads (0 = its default)")
     p.add_argument("--limit", type=int, help="score at most N frames")
     p.add_argument("--image-topic", default="/camera/image_raw")

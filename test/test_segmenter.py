@@ -122,7 +122,7 @@ def test_compiled_path_matches_eager(tiny_artifact, frames):
 
 @pytest.mark.parametrize("kwargs", [{"device": "cuda"}, {"precision": "bf16"}, {"compile": True}])
 def test_onnxruntime_backend_refuses_torch_only_options(tiny_artifact, kwargs):
-    with pytest.raises(ValueError, match="backend onnxruntime runs fp32 on the CPU"):
+    with pytest.raises(ValueError, match="backend onnxruntime runs on the CPU without compile"):
         Segmenter(tiny_artifact, backend="onnxruntime", warmup_size=None, **kwargs)
 
 
@@ -179,22 +179,16 @@ class _ThreadSpy:
             return attr(*args, **kwargs)
         return spy
 
-    def __call__(self, *args, **kwargs):  # OpenVinoModel is called directly
-        self.seen.append(torch.get_num_threads())
-        return self.inner(*args, **kwargs)
 
-
-@pytest.mark.parametrize("backend, attr, method", [
-    ("onnxruntime", "_session", "run"), ("openvino", "_ov", "__call__"),
-])
-def test_cpu_runtimes_keep_torch_to_one_thread(tiny_artifact, frames, backend, attr, method):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_cpu_runtimes_keep_torch_to_one_thread(tiny_artifact, frames, backend):
     # torch's OpenMP workers spinning beside the runtime's own workers made p95 twice p50 on 2 cores.
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         s = Segmenter(tiny_artifact, backend=backend, precision="fp32", warmup_size=None)
-        spy = _ThreadSpy(getattr(s, attr), method)
-        setattr(s, attr, spy)
+        spy = _ThreadSpy(s.runtime, "run")
+        s.runtime = spy
         s(frames[0], ("mask", "cost"))
         assert spy.seen == [1]
         assert torch.get_num_threads() == 2  # restored for whoever else uses torch in the process
@@ -208,7 +202,7 @@ def test_torch_backend_threads(tiny_artifact, frames):
     try:
         s = Segmenter(tiny_artifact, device="cpu", threads=1, warmup_size=None)
         seen = []
-        s.net.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        s.runtime.net.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
         s(frames[0])
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
@@ -268,3 +262,17 @@ def test_failed_quantization_leaves_nothing_behind(tiny_artifact, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - OpenVINO's own error type
         quantize(art, calib, len(calib), "val", wrong)
     assert sorted(p.name for p in art.iterdir()) == before  # no model_int8.* and no temporary files
+
+
+@pytest.mark.parametrize("name", ["torch", "onnxruntime", "openvino"])
+def test_backends_come_from_the_registry(tiny_artifact, name):
+    from offroad_seg_ros.inference.backend import BACKENDS, backend_class
+
+    s = Segmenter(tiny_artifact, backend=name, precision="fp32", warmup_size=None)
+    assert type(s.runtime) is backend_class(name) and type(s.runtime).__name__ == BACKENDS[name].split(":")[1]
+    assert s.runtime.artifact.path == s.artifact.path
+
+
+def test_an_unknown_backend_names_the_choices(tiny_artifact):
+    with pytest.raises(ValueError, match=r"backend must be one of \('torch', 'onnxruntime', 'openvino'\), got 'trt'"):
+        Segmenter(tiny_artifact, backend="trt")

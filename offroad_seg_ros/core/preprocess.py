@@ -124,6 +124,21 @@ def keep_resize_out_of_compile() -> None:
     _resize = torch.compiler.disable(_resize_uint8)
 
 
+def labels_from_logits(logits: torch.Tensor, want_conf: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (B, C, h, w) -> uint8 class map (B, h, w) and, if asked, the
+    confidence: max softmax x 255, rounded, uint8. The one definition of both
+    (the OpenVINO backend builds the same ops into its graph)."""
+    # argmax over channels runs ~10x faster on channels-last memory on the CPU
+    # (torch reduces a strided NCHW dim slowly); the torch backend's output is
+    # channels-last already, onnxruntime's is not.
+    logits = logits.contiguous(memory_format=torch.channels_last)
+    labels = logits.argmax(1).to(torch.uint8)
+    conf = None
+    if want_conf:
+        conf = (logits.float().softmax(1).amax(1) * 255).round().to(torch.uint8)
+    return labels, conf
+
+
 def predict_labels(
     forward: Callable[[torch.Tensor], torch.Tensor],
     pre: Preprocess,
@@ -133,13 +148,10 @@ def predict_labels(
     """The shared inference path: uint8 (B, H, W, 3) frames -> (class map
     uint8 (B, H, W) at input size, logits (B, C, h, w) at model scale).
 
-    Used by the Segmenter (node, evaluator) and by training validation.
+    Training validation runs it; the Segmenter runs the same steps with its
+    backend in place of `forward` (preprocess, `labels_from_logits`, crop, resize).
     """
     height, width = images.shape[1:3]
-    # argmax over channels runs ~10x faster on channels-last memory on the CPU
-    # (torch reduces a strided NCHW dim slowly); the torch backend's output is
-    # channels-last already, onnxruntime's is not.
-    logits = forward(pre(images, dtype=dtype)).contiguous(memory_format=torch.channels_last)
-    logits = pre.crop(logits, height, width)
-    labels = logits.argmax(1).to(torch.uint8)
+    logits = pre.crop(forward(pre(images, dtype=dtype)), height, width)
+    labels, _ = labels_from_logits(logits)
     return pre.labels_to_input_size(labels, height, width), logits

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from offroad_seg_ros.core.artifact import Artifact, ArtifactError
+from offroad_seg_ros.core.artifact import ArtifactError, read_artifact
 from offroad_seg_ros.core.fsutil import write_atomic
+from offroad_seg_ros.inference.backend import cpu_only, onnx_file
 
 OV_PRECISIONS = ("fp32", "bf16", "auto", "int8")
 INT8_XML = "model_int8.xml"
@@ -58,19 +60,27 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-class OpenVinoModel:
-    def __init__(self, artifact: Artifact, precision: str = "auto", threads: int = 0):
+class OpenVinoBackend:
+    """precision: fp32 | bf16 | auto | int8; threads: OpenVINO's inference threads
+    (0 = its default). As with onnxruntime, the torch work around the network
+    runs on the calling thread alone."""
+
+    device = torch.device("cpu")
+    dtype = torch.float32
+    host_threads = 1
+
+    def __init__(self, model: str | Path, device: str = "auto", precision: str = "auto", threads: int = 0,
+                 compile: bool = False) -> None:
+        cpu_only("openvino", device, compile, precision, OV_PRECISIONS)
         _import_openvino()  # its clear error first
+        self.artifact = read_artifact(model)
         self.precision = resolve_precision(precision)
-        if artifact.onnx_path is None:
-            raise ArtifactError(f"backend openvino needs {artifact.path}/model.onnx; "
-                                "export with `offroad-seg export CKPT OUT --onnx`")
-        source = artifact.onnx_path
+        source = onnx_file(self.artifact, "openvino")
         if self.precision == "int8":
-            source = artifact.onnx_path.parent / INT8_XML
+            source = source.parent / INT8_XML
             if not source.is_file():
                 raise ArtifactError(f"precision int8 needs {source}; make it with "
-                                    f"`offroad-seg quantize {artifact.path} DATA_ROOT`")
+                                    f"`offroad-seg quantize {self.artifact.path} DATA_ROOT`")
         self.core = shared_core()
         self.model = with_argmax(self.core.read_model(str(source)))
         hint = "bf16" if self.precision == "bf16" else "f32"  # int8 layers run int8 whatever the hint
@@ -80,16 +90,17 @@ class OpenVinoModel:
         self._compiled: dict[tuple[int, ...], Any] = {}
         self.source = source
 
-    def __call__(self, x: np.ndarray, want_conf: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """float32 (B, 3, H, W) network input -> uint8 class map (B, H, W) and confidence (or None)."""
-        compiled = self._compiled.get(x.shape)
+    def run(self, x: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Argmax and confidence are computed inside the OpenVINO graph."""
+        shape = tuple(x.shape)
+        compiled = self._compiled.get(shape)
         if compiled is None:
             model = self.model.clone()
-            model.reshape({0: list(x.shape)})
-            compiled = self._compiled[x.shape] = self.core.compile_model(model, "CPU", self.config)
-        out = compiled(np.ascontiguousarray(x, dtype=np.float32))
-        labels = out[compiled.output(0)]
-        return labels, out[compiled.output(1)] if want_conf else None
+            model.reshape({0: list(shape)})
+            compiled = self._compiled[shape] = self.core.compile_model(model, "CPU", self.config)
+        out = compiled(x.float().contiguous().numpy())
+        labels = torch.from_numpy(out[compiled.output(0)])
+        return labels, torch.from_numpy(out[compiled.output(1)]) if want_conf else None
 
 
 def with_argmax(model: Any) -> Any:
@@ -116,17 +127,14 @@ def quantize(artifact_dir: str | Path, inputs: Iterable[np.ndarray], n_frames: i
         import nncf
     except ImportError as exc:
         raise ArtifactError("int8 quantization needs `pip install nncf` (the package's [openvino] extra)") from exc
-    from offroad_seg_ros.core.artifact import read_artifact
-
     art = read_artifact(artifact_dir)
-    if art.onnx_path is None:
-        raise ArtifactError(f"{artifact_dir} has no model.onnx: export with --onnx first")
+    onnx = onnx_file(art, "openvino")
     calib = list(inputs)
     if not calib:
         raise ValueError("no calibration frames")
     shape = calib[0].shape
     core = shared_core()
-    model = core.read_model(str(art.onnx_path))
+    model = core.read_model(str(onnx))
     model.reshape({0: list(shape)})
     quantized = nncf.quantize(model, nncf.Dataset(calib), subset_size=len(calib),
                               preset=nncf.QuantizationPreset.MIXED)

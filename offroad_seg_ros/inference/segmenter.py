@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from offroad_seg_ros.core.artifact import Artifact, ArtifactError, load_artifact, read_artifact
-from offroad_seg_ros.core.preprocess import keep_resize_out_of_compile, predict_labels
+from offroad_seg_ros.core.artifact import Artifact
+from offroad_seg_ros.core.preprocess import keep_resize_out_of_compile
+from offroad_seg_ros.inference.backend import Backend, backend_class
 
 OUTPUTS = ("mask", "cost", "color", "overlay", "confidence")
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
 @dataclass
@@ -54,30 +53,17 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available (use auto or cpu)")
-    return dev
-
-
 class Segmenter:
     """Runs a model artifact on frames.
 
+    backend: a runtime from `inference.backend.BACKENDS`: torch | onnxruntime |
+    openvino (the last two on the CPU, from the artifact's model.onnx).
     device: auto | cpu | cuda | cuda:N. precision: fp32 | fp16 | bf16 (and, with
-    backend openvino: auto | int8).
-    backend: torch | onnxruntime | openvino (CPU; need the artifact's model.onnx).
-    threads: intra-op threads of the CPU runtime (0 = its default): torch's on
-    the CPU with backend torch, else onnxruntime's or OpenVINO's. With those two,
-    the light torch work around the network (normalise, resize, lookups) runs
-    on the calling thread alone: torch's OpenMP workers and the runtime's
-    spinning workers otherwise fight over the cores after every call (on 2
-    cores, onnxruntime: 44 ms p50 / 50 ms p95 a frame -> 36 / 37 ms).
+    backend openvino: auto | int8). threads: intra-op threads of the runtime
+    (0 = its default). Each backend refuses what it can't do.
     compile: torch.compile the whole path (on CUDA in "reduce-overhead" mode,
-    i.e. replayed CUDA graphs, re-captured per input shape). Off by default:
-    the first compile takes tens of seconds.
+    i.e. replayed CUDA graphs, re-captured per input shape); torch backend only.
+    Off by default: the first compile takes tens of seconds.
     """
 
     def __init__(
@@ -92,46 +78,14 @@ class Segmenter:
         warmup_size: tuple[int, int] | None = (540, 960),
         threads: int = 0,
     ):
-        if backend == "openvino":
-            from offroad_seg_ros.inference.openvino_backend import OV_PRECISIONS
-
-            if precision not in OV_PRECISIONS or device not in ("auto", "cpu") or compile:
-                raise ValueError(f"backend openvino runs on the CPU without compile, precision one of {OV_PRECISIONS}; "
-                                 f"got device {device!r}, precision {precision!r}, compile {compile}")
-        elif precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be within 0..1, got {overlay_alpha}")
-        if backend == "onnxruntime" and (device not in ("auto", "cpu") or precision != "fp32" or compile):
-            raise ValueError(
-                f"backend onnxruntime runs fp32 on the CPU without compile; got device {device!r}, "
-                f"precision {precision!r}, compile {compile} (use device auto or cpu, precision fp32)"
-            )
-        self.device = resolve_device(device) if backend == "torch" else torch.device("cpu")
-        self.dtype = PRECISIONS.get(precision, torch.float32)  # openvino's precision is its own
-        if self.device.type == "cpu" and precision == "fp16":
-            raise ValueError("precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
+        self.runtime: Backend = backend_class(backend)(model, device, precision, threads, compile)
         self.backend = backend
-        self.precision = precision
-        self._host_threads = 1 if backend != "torch" else (threads if self.device.type == "cpu" else 0)
+        self.artifact: Artifact = self.runtime.artifact
+        self.device = self.runtime.device
+        self.precision = self.runtime.precision  # what `auto` chose
         self.overlay_alpha = overlay_alpha
-        self._session = None
-        self._ov = None
-        self.net: torch.nn.Module | None = None
-        if backend == "onnxruntime":
-            self.artifact: Artifact = read_artifact(model)
-            self._session = self._onnx_session(self.artifact, threads)
-        elif backend == "openvino":
-            from offroad_seg_ros.inference.openvino_backend import OpenVinoModel
-
-            self.artifact = read_artifact(model)
-            self._ov = OpenVinoModel(self.artifact, precision, threads)
-            self.precision = self._ov.precision  # what `auto` chose
-        else:
-            self.artifact, net = load_artifact(model)
-            self.net = net.to(self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
         self.classes = self.artifact.classes
         self.pre = self.artifact.preprocess
         self.color_lut = torch.from_numpy(self.classes.color_lut()).to(self.device)
@@ -159,46 +113,16 @@ class Segmenter:
     def name(self) -> str:
         return self.artifact.name
 
-    @staticmethod
-    def _onnx_session(artifact: Artifact, threads: int = 0):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ArtifactError("backend onnxruntime needs `pip install onnxruntime`") from exc
-        if artifact.onnx_path is None:
-            raise ArtifactError(
-                f"backend onnxruntime needs {artifact.path}/model.onnx; "
-                "export with `offroad-seg export CKPT OUT --onnx`"
-            )
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads > 0:
-            opts.intra_op_num_threads = threads
-        return ort.InferenceSession(str(artifact.onnx_path), opts, providers=["CPUExecutionProvider"])
-
-    def _onnx_forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert self._session is not None
-        return torch.from_numpy(self._session.run(None, {"input": x.float().contiguous().numpy()})[0])
-
     # -- the device-side path ---------------------------------------------------
-    def _labels(self, images: torch.Tensor, want_conf: bool):
+    def _labels(self, images: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """uint8 (B, H, W, 3) on device -> class map (and confidence) at input size."""
         height, width = images.shape[1:3]
-        if self._ov is not None:  # argmax and confidence inside the OpenVINO graph
-            labels_np, conf_np = self._ov(self.pre(images).contiguous().numpy(), want_conf)
-            labels = self.pre.labels_to_input_size(
-                self.pre.crop(torch.from_numpy(labels_np), height, width), height, width)
-            conf = None if conf_np is None else self.pre.labels_to_input_size(
-                self.pre.crop(torch.from_numpy(conf_np), height, width), height, width)
-            return labels, conf
-        forward = self._onnx_forward if self._session is not None else self.net
-        assert forward is not None
-        labels, logits = predict_labels(forward, self.pre, images, self.dtype)
-        conf = None
-        if want_conf:
-            conf = (logits.float().softmax(1).amax(1) * 255).round().to(torch.uint8)
-            conf = self.pre.labels_to_input_size(conf, height, width)
-        return labels, conf
+        labels, conf = self.runtime.run(self.pre(images, dtype=self.runtime.dtype), want_conf)
+
+        def to_input_size(m: torch.Tensor) -> torch.Tensor:
+            return self.pre.labels_to_input_size(self.pre.crop(m, height, width), height, width)
+
+        return to_input_size(labels), None if conf is None else to_input_size(conf)
 
     @staticmethod
     def _lookup(lut: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -226,7 +150,7 @@ class Segmenter:
         self, images: Sequence[np.ndarray], outputs: Iterable[str] = ("mask",)
     ) -> list[Segmentation]:
         """Segment RGB uint8 (H, W, 3) frames of one size in one forward pass."""
-        with torch_threads(self._host_threads):
+        with torch_threads(self.runtime.host_threads):
             return self._segment_batch(images, tuple(outputs))
 
     @torch.inference_mode()
@@ -258,6 +182,7 @@ class Segmenter:
                 blend = frames.to(torch.float32) * (1 - a) + color.to(torch.float32) * a
                 device_out["overlay"] = blend.round().to(torch.uint8)
         if "confidence" in outputs:
+            assert conf is not None  # asked for, so the backend made it
             device_out["confidence"] = conf
         host = {k: v.to("cpu", non_blocking=True) for k, v in device_out.items()}
         if self.device.type == "cuda":
