@@ -7,15 +7,28 @@ from collections.abc import Callable
 
 import numpy as np
 
-ROWS: list[tuple[str, str, str]] = []
-RESULTS: dict[str, float] = {}
+
+class Table:
+    """Results of one run: printed rows (name, value, unit) and values by key (for JSON)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str]] = []
+        self.values: dict[str, float] = {}
+
+    def row(self, name: str, value: float, unit: str, key: str, digits: int = 2) -> None:
+        """Record one result and print it as it comes."""
+        self.values[key] = float(value)
+        self.rows.append((name, f"{value:,.{digits}f}", unit))
+        print(f"{name:<66} {value:>12,.{digits}f} {unit}", flush=True)
+
+    def markdown(self, title: str) -> str:
+        lines = [f"| {title} | value | unit |", "| --- | ---: | --- |"]
+        return "\n".join(lines + [f"| {n.strip()} | {v} | {u} |" for n, v, u in self.rows])
 
 
-def row(name: str, value: float, unit: str, key: str, digits: int = 2) -> None:
-    """Record one result and print it as it comes."""
-    RESULTS[key] = float(value)
-    ROWS.append((name, f"{value:,.{digits}f}", unit))
-    print(f"{name:<66} {value:>12,.{digits}f} {unit}", flush=True)
+# The single-table scripts (gpu, ros, soak) record into this one.
+DEFAULT = Table()
+ROWS, RESULTS, row, markdown = DEFAULT.rows, DEFAULT.values, DEFAULT.row, DEFAULT.markdown
 
 
 def timeit(fn: Callable[[], object], n: int, warmup: int = 1, sync: Callable[[], None] | None = None) -> np.ndarray:
@@ -33,11 +46,6 @@ def timeit(fn: Callable[[], object], n: int, warmup: int = 1, sync: Callable[[],
             sync()
         out.append(time.perf_counter() - t)
     return np.array(out)
-
-
-def markdown(title: str) -> str:
-    lines = [f"| {title} | value | unit |", "| --- | ---: | --- |"]
-    return "\n".join(lines + [f"| {n.strip()} | {v} | {u} |" for n, v, u in ROWS])
 
 
 def rss_mib(pid: int) -> float:

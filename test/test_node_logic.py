@@ -17,12 +17,8 @@ from rosbags.typesys import Stores, get_typestore
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.node.health import OK, WARN
 from offroad_seg_ros.node.latest import LatestFrameWorker
-from offroad_seg_ros.node.pipeline import (
-    FramePipeline,
-    check_parameters,
-    parse_cost_overrides,
-    wanted_outputs,
-)
+from offroad_seg_ros.node.params import PARAMETERS, check_parameters, parse_cost_overrides
+from offroad_seg_ros.node.pipeline import FramePipeline, wanted_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 TS = get_typestore(Stores.ROS2_HUMBLE)
@@ -226,10 +222,55 @@ def test_bad_node_parameters_are_named(name, value, match):
 
 
 def test_segment_yaml_declares_every_node_parameter():
-    from offroad_seg_ros.node.node import PARAMETERS  # real rclpy in the test environment
-
     params = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
     assert {name: default for name, (default, _) in PARAMETERS.items()} == params
+
+
+def test_node_config_derives_what_the_node_runs_with():
+    from offroad_seg_ros.node.params import NodeConfig
+
+    defaults = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
+    plain = NodeConfig.from_params({**defaults, "model": "m"})
+    assert plain.cameras == [""] and plain.grid is None and plain.min_period == 0.0
+    assert plain.image_topic == "image" and plain.enabled["mask"] and not plain.enabled["confidence"]
+    c = NodeConfig.from_params({**defaults, "model": "m", "cameras": ["front", "rear"], "max_rate": 4.0,
+                                "publish_obstacles": True, "grid_size": [6.0, 4.0], "grid_resolution": 0.1,
+                                "compressed": True})
+    assert c.cameras == ["front", "rear"] and c.min_period == 0.25 and c.image_topic == "image/compressed"
+    assert (c.grid.rows, c.grid.cols) == (40, 60)
+    with pytest.raises(ValueError, match="distinct non-empty names"):
+        NodeConfig.from_params({**defaults, "model": "m", "cameras": ["front", "front"]})
+
+
+def test_message_fields_fill_nested_messages():
+    from types import SimpleNamespace as NS
+
+    from offroad_seg_ros.ground.projection import GridSpec
+    from offroad_seg_ros.node.messages import fill, grid_fields, header_fields
+
+    def blank_grid():
+        pose = NS(position=NS(x=0.0, y=0.0), orientation=NS(w=0.0))
+        return NS(header=NS(stamp=NS(sec=0, nanosec=0), frame_id=""), data=None,
+                  info=NS(map_load_time=NS(sec=0, nanosec=0), resolution=0.0, width=0, height=0, origin=pose))
+
+    spec = GridSpec(0.5, 2.0, 1.0)
+    occupancy = np.arange(spec.rows * spec.cols, dtype=np.int8).reshape(spec.rows, spec.cols) - 1
+    msg = fill(blank_grid(), grid_fields(spec, occupancy, header_fields(7, 9, "base_link")))
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (7, 9, "base_link")
+    assert (msg.info.map_load_time.sec, msg.info.map_load_time.nanosec) == (7, 9)
+    assert (msg.info.width, msg.info.height, msg.info.resolution) == (spec.cols, spec.rows, 0.5)
+    assert (msg.info.origin.position.x, msg.info.origin.position.y) == tuple(float(v) for v in spec.origin)
+    assert msg.info.origin.orientation.w == 1.0
+    assert list(msg.data) == occupancy.ravel().tolist()  # row-major from the origin corner, -1 unknown
+
+
+def test_max_rate_takes_one_frame_per_period():
+    from offroad_seg_ros.node.camera import Camera
+
+    cam = Camera("front", pipeline=None)  # type: ignore[arg-type]  # rate limiting needs no pipeline
+    taken = [t for t in range(100) if cam.accept(float(t), 25.0)]  # frames every 1 of 100 time units
+    assert taken == [0, 25, 50, 75] and cam.rate_limited == 96
+    assert all(Camera("x", None).accept(float(t), 0.0) for t in range(5))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", ["segment.launch.py", "cameras.launch.py", "evaluate.launch.py"])

@@ -28,3 +28,38 @@ def test_packages_type_check_against_installed_rclpy(tmp_path):
                    "    n.create_subscription(int, 't', print, 1, raww=True)\n")
     out = subprocess.run([sys.executable, "-m", "mypy", str(bad)], cwd=REPO, capture_output=True, text=True)
     assert "raww" in out.stdout
+
+
+# The runtime's layers, lowest first: a module imports only from lower layers and its own package.
+LAYERS = {"core": 0, "data": 1, "inference": 1, "evaluation": 2, "ground": 2, "node": 3, "tools": 3, "cli": 4}
+ROS_MODULES = {"node/node.py", "node/process.py", "tools/replay.py"}  # the only ones that talk to ROS
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_imports_run_down_the_layers_and_only_ros_modules_import_rclpy():
+    root = REPO / "offroad_seg_ros"
+    wrong = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        own = rel.split("/")[0].removesuffix(".py")
+        if own not in LAYERS:
+            continue  # the package's __init__
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "rclpy" and rel not in ROS_MODULES:
+                wrong.append(f"{rel} imports {name}")
+            if parts[0] == "offroad_seg_ros" and len(parts) > 1 and parts[1] != own:
+                if LAYERS.get(parts[1], 99) >= LAYERS[own]:
+                    wrong.append(f"{rel} ({own}) imports {name}")
+    assert not wrong, wrong

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -175,14 +174,3 @@ def depth_metres(raw: bytes, width: int, height: int) -> np.ndarray:
     if metres.shape != (height, width):
         metres = cv2.resize(metres, (width, height), interpolation=cv2.INTER_NEAREST)
     return metres
-
-
-def pointcloud_fields(points: np.ndarray) -> dict[str, Any]:
-    """sensor_msgs/PointCloud2 fields (without header and `fields`) for (N, 4)
-    float32 x, y, z, cost: one unorganised row, 16 bytes a point, little-endian."""
-    pts = np.ascontiguousarray(points, dtype="<f4")
-    return {"height": 1, "width": int(pts.shape[0]), "is_bigendian": False, "point_step": 16,
-            "row_step": 16 * int(pts.shape[0]), "is_dense": True, "data": pts.tobytes()}
-
-
-POINT_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("cost", 12))  # all FLOAT32 (PointField datatype 7), count 1

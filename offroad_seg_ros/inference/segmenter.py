@@ -109,6 +109,13 @@ class Segmenter:
         first camera frame."""
         self.segment_batch([np.zeros((*size, 3), np.uint8)], OUTPUTS)
 
+    def release(self) -> None:
+        """Drop the runtime (the network's memory) and give CUDA's cached memory
+        back to the device; the Segmenter can't segment after this."""
+        del self.runtime
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     @property
     def name(self) -> str:
         return self.artifact.name

@@ -1,7 +1,7 @@
 """`segmentation_node` console entry: signals first, then the heavy imports.
 
 Ctrl-C must exit cleanly at any moment, including while torch is still being
-imported, so the signal handlers go in before `offroad_seg_ros.node.node` (rclpy,
+imported, so the signal handlers go in before `offroad_seg_ros.node.process` (rclpy,
 torch, the model) is imported. Kept tiny for that reason.
 
 `kill -USR1 <pid>` prints every thread's Python stack to stderr (faulthandler),
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import faulthandler
 import importlib.util
-import os
 import signal
 import sys
 
-from offroad_seg_ros.node.shutdown import Shutdown, ShutdownRequested
+from offroad_seg_ros.node.shutdown import Shutdown, ShutdownRequested, leave
 
 
 def main() -> int:
@@ -30,13 +29,11 @@ def main() -> int:
                       "(e.g. /opt/ros/jazzy/setup.bash) and then this workspace's install/setup.bash.",
                       file=sys.stderr)
                 return 1
-            from offroad_seg_ros.node.node import main as run_node
+            from offroad_seg_ros.node.process import main as run_node
     except ShutdownRequested:
         # Stopped inside an import: half-imported extension modules (torch) are
         # not worth finalizing, and nothing has started that needs tearing down.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        leave(0)
     return run_node(shutdown=shutdown)
 
 

@@ -1,123 +1,49 @@
 """segmentation_node: camera images in, class masks and traversability cost out.
 
-Thin glue (all maths and parsing live in ROS-free modules): declares
-parameters, subscribes raw (serialized) with the sensor-data QoS, hands the
-newest frame of every camera to one worker thread, which runs them as one
-batch, publishes outputs with each input's header, the ground outputs, and
-/diagnostics once per `diagnostics_period`.
+Thin glue (all maths, parsing and message fields live in ROS-free modules):
+declares parameters, subscribes raw (serialized) with the sensor-data QoS,
+hands the newest frame of every camera to one worker thread, which runs them
+as one batch, publishes outputs with each input's header, the ground
+outputs, and /diagnostics once per `diagnostics_period`.
 
 One class serves both ways of running it: a plain node that configures and
 activates itself at start (the default), or a managed lifecycle node
 (`--lifecycle`) that waits for configure / activate / deactivate / cleanup /
 shutdown (Nav2-style bring-up). The lifecycle callbacks are the only place
-where anything is created or released, in both modes.
+where anything is created or released, in both modes. The process around it
+(signals, spin, exit code) is process.py.
 """
 
 from __future__ import annotations
 
-import array
-import os
-import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import rclpy
-import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
-from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from offroad_seg_ros.core.artifact import ArtifactError
 from offroad_seg_ros.core.model import ModelConfigError
-from offroad_seg_ros.data.image_msgs import MAX_PIXELS
-from offroad_seg_ros.ground.mapper import POINT_FIELDS, GroundMapper, pointcloud_fields
-from offroad_seg_ros.ground.projection import CameraPose, ClassCosts, GridSpec
 from offroad_seg_ros.inference.segmenter import Segmenter
-from offroad_seg_ros.node.health import WARN, Health
+from offroad_seg_ros.node.camera import Camera, camera_topic, ground_mapper
+from offroad_seg_ros.node.health import Health
 from offroad_seg_ros.node.latest import LatestFrameWorker
-from offroad_seg_ros.node.pipeline import (
-    FramePipeline,
-    check_parameters,
-    parse_cost_overrides,
-    process_batch,
-    wanted_outputs,
-)
-from offroad_seg_ros.node.shutdown import Shutdown, ShutdownRequested
+from offroad_seg_ros.node.messages import FLOAT32, POINT_FIELDS, fill, header_fields, status_fields
+from offroad_seg_ros.node.params import OUTPUTS, PARAMETERS, NodeConfig, parse_cost_overrides
+from offroad_seg_ros.node.pipeline import FramePipeline, process_batch
+from offroad_seg_ros.node.shutdown import MODEL_THREAD, Shutdown
 
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "cameras": ([""], "camera names: each gets <name>/image and ~/<name>/... outputs; [''] = one camera on image"),
-    "model": ("", "model artifact directory (model.json + weights.safetensors)"),
-    "device": ("auto", "auto | cpu | cuda | cuda:N"),
-    "precision": ("fp32", "fp32 | fp16 | bf16; with backend openvino also auto | int8"),
-    "backend": ("torch", "torch | onnxruntime | openvino"),
-    "threads": (0, "intra-op threads of the CPU runtime (torch on the CPU, onnxruntime, openvino); 0 = its default"),
-    "compile": (False, "torch.compile the inference path (CUDA graphs on GPU)"),
-    "compressed": (False, "subscribe to image/compressed instead of image"),
-    "max_pixels": (MAX_PIXELS, "frames above this many pixels are refused unread (decompression bombs)"),
-    "input_bits": (16, "significant bits of 16-bit input (mono16, rgb16, bayer_*16): 12 for a 12-bit camera"),
-    "publish_mask": (True, "publish ~/mask (mono8 class indices)"),
-    "publish_cost": (True, "publish ~/cost (mono8 Nav2 cost)"),
-    "publish_confidence": (False, "publish ~/confidence (mono8)"),
-    "publish_color": (True, "publish ~/color (rgb8) while subscribed"),
-    "publish_overlay": (True, "publish ~/overlay (rgb8) while subscribed"),
-    "overlay_alpha": (0.5, "weight of the class colour in ~/overlay"),
-    "cost_overrides": ([""], "per-class cost overrides, 'Class Name=cost'"),
-    "max_rate": (0.0, "maximum processing rate in Hz (0 = unlimited)"),
-    "qos_depth": (1, "input subscription queue depth"),
-    "qos_reliability": ("best_effort", "input reliability: best_effort | reliable"),
-    "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
-    "publish_grid": (False, "publish ~/grid (nav_msgs/OccupancyGrid) from camera_info and camera_pose"),
-    "publish_obstacles": (False, "publish ~/obstacles (sensor_msgs/PointCloud2): obstacle-class cells"),
-    "base_frame": ("base_link", "frame of ~/grid and ~/obstacles: the robot's base"),
-    "camera_pose": ([0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
-                    "camera body frame (x forward, z up) in base_frame: x, y, z, roll, pitch, yaw (m, rad)"),
-    "rectified": (False, "images are rectified: project with camera_info's P and no distortion"),
-    "grid_resolution": (0.05, "m per grid cell"),
-    "grid_size": ([10.0, 10.0], "grid extent in m along x and y, centred on base_frame"),
-    "max_range": (8.0, "m from base_frame; pixels landing farther stay unknown"),
-    "obstacle_height": (0.3, "z of the ~/obstacles points, m"),
-    "depth": (False, "place pixels by an aligned depth image (topic depth) instead of on flat ground"),
-    "depth_fallback": ("flat", "a frame without a paired depth image: flat (flat ground) | skip (no grid)"),
-    "depth_slop": (0.02, "s: the largest stamp difference between a colour frame and its depth image"),
-}
-OUTPUTS = ("mask", "cost", "confidence", "color", "overlay")
 STARTUP_ERRORS = (ArtifactError, ModelConfigError, ValueError, OSError)
-MODEL_THREAD = "segmentation-model"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-
-
-@dataclass
-class Camera:
-    """One camera's topics, publishers, counts and ground outputs."""
-
-    name: str  # "" = the single-camera layout (image, ~/mask)
-    pipeline: FramePipeline
-    pubs: dict[str, Any]
-    ground: GroundMapper | None = None
-    grid_pub: Any = None
-    cloud_pub: Any = None
-    subs: list[Any] = field(default_factory=list)
-    last_accept: float = 0.0
-    rate_limited: int = 0
-    publish_failures: int = 0
-
-    def topic(self, base: str) -> str:
-        return f"{self.name}/{base}" if self.name else base
-
-    def output(self, base: str) -> str:
-        return f"~/{self.name}/{base}" if self.name else f"~/{base}"
+CLOUD_FIELDS = [PointField(name=n, offset=o, datatype=FLOAT32, count=1) for n, o in POINT_FIELDS]
 
 
 class SegmentationNode(LifecycleNodeMixin, Node):
@@ -126,14 +52,14 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         LifecycleNodeMixin.__init__(self, enable_communication_interface=lifecycle)
         for name, (default, text) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
-        self.worker: LatestFrameWorker[tuple[bytes, float]] | None = None
+        self.lifecycle = lifecycle
+        self.shutdown = shutdown  # a signal ends the waits for the model thread (load, warm-up) at once
+        self.config: NodeConfig | None = None  # set by configure
+        self.worker: LatestFrameWorker[bytes] | None = None
         self.segmenter: Segmenter | None = None
         self.cameras: dict[str, Camera] = {}
         self.configure_error: BaseException | None = None
         self.finalized = False
-        self.lifecycle = lifecycle
-        # A signal ends the waits for the model thread (load, warm-up) at once.
-        self.shutdown = shutdown
         self.diag_pub: Any = None
         self._timer: Any = None
         if lifecycle:
@@ -165,24 +91,23 @@ class SegmentationNode(LifecycleNodeMixin, Node):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start publishing."""
-        p = self.params
+        assert self.config is not None and self.segmenter is not None
+        c, p, seg = self.config, self.config.params, self.segmenter
         qos = QoSProfile(depth=int(p["qos_depth"]), history=qos_profile_sensor_data.history,
                          reliability=ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
-        msg_type = CompressedImage if p["compressed"] else Image
         for cam in self.cameras.values():
-            topic = cam.topic("image/compressed" if p["compressed"] else "image")
-            cam.subs.append(self.create_subscription(msg_type, topic, self._frame_callback(cam), qos, raw=True))
+            topic = cam.topic(c.image_topic)
+            cam.subs.append(self.create_subscription(CompressedImage if p["compressed"] else Image, topic,
+                                                     self._frame_callback(cam), qos, raw=True))
             if cam.ground is not None:
                 cam.subs.append(self.create_subscription(CameraInfo, cam.topic("camera_info"),
                                                          cam.ground.on_camera_info, qos_profile_sensor_data, raw=True))
                 if p["depth"]:
                     cam.subs.append(self.create_subscription(Image, cam.topic("depth"), cam.ground.on_depth,
                                                              qos_profile_sensor_data, raw=True))
-            assert self.segmenter is not None
-            self.get_logger().info(
-                f"segmenting {self.resolve_topic_name(topic)} with {self.segmenter.name} on "
-                f"{self.segmenter.device} ({self.segmenter.precision}, {self.segmenter.backend})")
+            self.get_logger().info(f"segmenting {self.resolve_topic_name(topic)} with {seg.name} on "
+                                   f"{seg.device} ({seg.precision}, {seg.backend})")
         # Steady time: diagnostics keep coming while a simulation (or a paused bag) holds /clock still.
         self._timer = self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics,
                                         clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -214,14 +139,10 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         return SUCCESS  # back to unconfigured
 
     def _configure(self) -> None:
-        p = self.params = {name: self.get_parameter(name).value for name in PARAMETERS}
-        check_parameters(p)
-        names = [str(n) for n in p["cameras"]] or [""]
-        if len(names) > 1 and "" in names or len(set(names)) != len(names):
-            raise ValueError(f"parameter cameras must be distinct non-empty names (or ['']), got {names}")
-        log = self.get_logger()
+        c = self.config = NodeConfig.from_params({name: self.get_parameter(name).value for name in PARAMETERS})
+        p = c.params
         self.worker = LatestFrameWorker(self._process, self._failed, name=MODEL_THREAD, batch=True)
-        log.info(f"loading model {p['model']} ({p['backend']}, device {p['device']}, {p['precision']})")
+        self.get_logger().info(f"loading model {p['model']} ({p['backend']}, device {p['device']}, {p['precision']})")
         # The worker thread owns the model: torch.compile keeps its CUDA
         # graphs per thread (older torch even fails on another thread), so
         # loading, warm-up and inference all run there.
@@ -233,39 +154,31 @@ class SegmentationNode(LifecycleNodeMixin, Node):
 
         interrupt = self.shutdown.check if self.shutdown is not None else None
         self.segmenter = seg = self.worker.call(load, interrupt)
-        log.info("warming up" + (" (compiling: this takes a while the first time)" if p["compile"] else ""))
+        self.get_logger().info("warming up" + (" (compiling: this takes a while the first time)"
+                                               if p["compile"] else ""))
         self.worker.call(seg.warm_up, interrupt)
-        self.enabled = {name: bool(p[f"publish_{name}"]) for name in OUTPUTS}
-        self.min_period = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
         self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 1)
-        self.cameras = {name: self._camera(name, p) for name in names}
+        self.cameras = {name: self._camera(name, c, seg) for name in c.cameras}
 
-    def _camera(self, name: str, p: dict[str, Any]) -> Camera:
-        assert self.segmenter is not None
-        probe = Camera(name, None, {})  # type: ignore[arg-type]  # for its topic names
-        topic = self.resolve_topic_name(probe.topic("image/compressed" if p["compressed"] else "image"))
-        pipeline = FramePipeline(self.segmenter, compressed=p["compressed"], max_pixels=p["max_pixels"],
-                                 input_bits=p["input_bits"], health=Health(topic, 3 * p["diagnostics_period"]))
-        pubs = {n: self.create_lifecycle_publisher(Image, probe.output(n), 1) for n in OUTPUTS if self.enabled[n]}
-        cam = Camera(name, pipeline, pubs)
-        if p["publish_grid"] or p["publish_obstacles"]:
-            pose = p["camera_pose"]
-            if name:  # per camera: <name>.camera_pose, the global camera_pose by default
-                key = f"{name}.camera_pose"
-                if not self.has_parameter(key):
-                    self.declare_parameter(key, list(pose), ParameterDescriptor(description=f"camera_pose of {name}"))
-                pose = self.get_parameter(key).value
-            size_x, size_y = (float(v) for v in p["grid_size"])
-            self.grid_spec = GridSpec(p["grid_resolution"], size_x, size_y, max_range=p["max_range"])
-            cam.ground = GroundMapper(CameraPose.from_list(list(pose)), self.grid_spec,
-                                      ClassCosts(self.segmenter.classes, self.segmenter.cost_lut.cpu().numpy()),
-                                      rectified=p["rectified"], depth=p["depth"], depth_fallback=p["depth_fallback"],
-                                      depth_slop=p["depth_slop"],
-                                      info_topic=self.resolve_topic_name(cam.topic("camera_info")))
-            if p["publish_grid"]:
-                cam.grid_pub = self.create_lifecycle_publisher(OccupancyGrid, cam.output("grid"), 1)
-            if p["publish_obstacles"]:
-                cam.cloud_pub = self.create_lifecycle_publisher(PointCloud2, cam.output("obstacles"), 1)
+    def _camera(self, name: str, c: NodeConfig, seg: Segmenter) -> Camera:
+        p = c.params
+        health = Health(self.resolve_topic_name(camera_topic(name, c.image_topic)), 3 * p["diagnostics_period"])
+        cam = Camera(name, FramePipeline(seg, compressed=p["compressed"], max_pixels=p["max_pixels"],
+                                         input_bits=p["input_bits"], health=health))
+        cam.pubs = {n: self.create_lifecycle_publisher(Image, cam.output(n), 1) for n in OUTPUTS if c.enabled[n]}
+        if c.grid is None:
+            return cam
+        pose = p["camera_pose"]
+        if name:  # per camera: <name>.camera_pose, the global camera_pose by default
+            key = f"{name}.camera_pose"
+            if not self.has_parameter(key):
+                self.declare_parameter(key, list(pose), ParameterDescriptor(description=f"camera_pose of {name}"))
+            pose = self.get_parameter(key).value
+        cam.ground = ground_mapper(c, list(pose), seg, self.resolve_topic_name(cam.topic("camera_info")))
+        if p["publish_grid"]:
+            cam.grid_pub = self.create_lifecycle_publisher(OccupancyGrid, cam.output("grid"), 1)
+        if p["publish_obstacles"]:
+            cam.cloud_pub = self.create_lifecycle_publisher(PointCloud2, cam.output("obstacles"), 1)
         return cam
 
     def _unsubscribe(self) -> None:
@@ -279,7 +192,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
 
     def _release(self) -> None:
         if self.worker is not None:
-            # May time out inside a model load or warm-up: see main(). Leaving
+            # May time out inside a model load or warm-up: see process.py. Leaving
             # on a signal, the process exits without waiting for it.
             leaving = self.shutdown is not None and self.shutdown.requested.is_set()
             self.worker.stop(timeout=0.5 if leaving else 5.0)
@@ -292,37 +205,23 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         if self.diag_pub is not None:
             self.destroy_lifecycle_publisher(self.diag_pub)
             self.diag_pub = None
-        device = self.segmenter.device if self.segmenter is not None else None
-        self.segmenter = None
-        if device is not None and device.type == "cuda":
-            import torch
-
-            torch.cuda.empty_cache()
+        if self.segmenter is not None:
+            self.segmenter.release()
+            self.segmenter = None
 
     # -- frames ------------------------------------------------------------------
     # The subscription callback only hands over the bytes: never blocks on inference.
-    def _on_frame(self, cam: Camera, raw: bytes) -> None:
-        now = time.monotonic()
-        if self.min_period and now - cam.last_accept < self.min_period:
-            cam.rate_limited += 1
-            return
-        cam.last_accept = now
-        worker = self.worker
-        if worker is not None:
-            worker.submit((raw, now), cam.name)
-
     def _frame_callback(self, cam: Camera) -> Callable[[bytes], None]:
-        return lambda raw: self._on_frame(cam, raw)
+        def on_frame(raw: bytes) -> None:
+            worker, c = self.worker, self.config
+            if worker is not None and c is not None and cam.accept(time.monotonic(), c.min_period):
+                worker.submit(raw, cam.name)
+        return on_frame
 
-    def _process(self, batch: dict[str, tuple[bytes, float]]) -> None:
-        assert self.segmenter is not None
+    def _process(self, batch: dict[str, bytes]) -> None:
+        assert self.segmenter is not None and self.config is not None
         cams = [self.cameras[name] for name in batch]
-        frames = []
-        for cam in cams:
-            wanted = wanted_outputs(self.enabled, self._subscribers(cam))
-            if cam.ground is not None and "mask" not in wanted:
-                wanted.append("mask")  # the ground outputs project the mask
-            frames.append((cam.pipeline, batch[cam.name][0], wanted))
+        frames = [(cam.pipeline, batch[cam.name], cam.wanted(self.config.enabled)) for cam in cams]
         failures = [cam.pipeline.health.failed for cam in cams]
         results = process_batch(self.segmenter, frames)
         for cam, result, failed_before in zip(cams, results, failures):
@@ -334,40 +233,24 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                     self.get_logger().warning(f"skipping bad frame on {health.topic}: {health.last_bad}",
                                               throttle_duration_sec=5.0)
                 continue
-            header = Header(frame_id=result.header.frame_id)
-            header.stamp.sec, header.stamp.nanosec = result.header.sec, result.header.nanosec
+            h = result.header
+            header = fill(Header(), header_fields(h.sec, h.nanosec, h.frame_id))
             for name, fields in result.outputs.items():
                 if name in cam.pubs:
                     cam.pubs[name].publish(Image(header=header, **fields))
             if cam.ground is not None:
-                self._publish_ground(cam, result.mask, header)
-            health.frame_done(result.header.sec, result.header.nanosec, self.get_clock().now().nanoseconds * 1e-9)
+                self._publish_ground(cam, result.mask, h.sec, h.nanosec)
+            health.frame_done(h.sec, h.nanosec, self.get_clock().now().nanoseconds * 1e-9)
 
-    @staticmethod
-    def _subscribers(cam: Camera) -> Callable[[str], int]:
-        return lambda name: cam.pubs[name].get_subscription_count()
+    def _publish_ground(self, cam: Camera, mask: Any, sec: int, nanosec: int) -> None:
+        assert self.config is not None
+        grid, cloud = cam.ground_fields(mask, sec, nanosec, self.config)
+        if grid is not None and cam.grid_pub is not None:
+            cam.grid_pub.publish(fill(OccupancyGrid(), grid))
+        if cloud is not None and cam.cloud_pub is not None:
+            cam.cloud_pub.publish(fill(PointCloud2(fields=CLOUD_FIELDS), cloud))
 
-    def _publish_ground(self, cam: Camera, mask: Any, header: Header) -> None:
-        assert cam.ground is not None
-        frame = cam.ground.project(mask, header.stamp.sec * 10**9 + header.stamp.nanosec)
-        if frame is None:
-            return
-        out_header = Header(stamp=header.stamp, frame_id=str(self.params["base_frame"]))
-        if cam.grid_pub is not None:
-            grid = OccupancyGrid(header=out_header)
-            g = self.grid_spec
-            grid.info.map_load_time = header.stamp
-            grid.info.resolution, grid.info.width, grid.info.height = float(g.resolution), g.cols, g.rows
-            grid.info.origin.position.x, grid.info.origin.position.y = (float(v) for v in g.origin)
-            grid.info.origin.orientation.w = 1.0
-            grid.data = array.array("b", frame.occupancy().tobytes())
-            cam.grid_pub.publish(grid)
-        if cam.cloud_pub is not None:
-            fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1) for n, o in POINT_FIELDS]
-            points = frame.points(self.grid_spec, float(self.params["obstacle_height"]))
-            cam.cloud_pub.publish(PointCloud2(header=out_header, fields=fields, **pointcloud_fields(points)))
-
-    def _failed(self, batch: dict[str, tuple[bytes, float]], exc: BaseException) -> None:
+    def _failed(self, batch: dict[str, bytes], exc: BaseException) -> None:
         for name in batch:
             self.cameras[name].publish_failures += 1
         self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
@@ -378,73 +261,13 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             return
         statuses = []
         for cam in self.cameras.values():
-            warning = cam.ground.condition() if cam.ground is not None else None
-            level, message, values = cam.pipeline.diagnostics(
-                worker.received_by.get(cam.name, 0), worker.dropped_by.get(cam.name, 0), cam.rate_limited,
-                cam.publish_failures, extra=[(WARN, warning)] if warning else None)
-            if cam.ground is not None:
-                values += cam.ground.values()
-            label = f"{cam.name} segmentation" if cam.name else "segmentation"
-            statuses.append(DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: {label}",
-                                             message=message, hardware_id=str(seg.device),
-                                             values=[KeyValue(key=k, value=v) for k, v in values]))
+            level, message, values = cam.diagnostics(worker.received_by.get(cam.name, 0),
+                                                     worker.dropped_by.get(cam.name, 0))
+            fields = status_fields(level, f"{self.get_fully_qualified_name()}: {cam.label}", message, str(seg.device))
+            statuses.append(DiagnosticStatus(values=[KeyValue(key=k, value=v) for k, v in values], **fields))
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=statuses))
 
     def destroy_node(self) -> None:
         self._unsubscribe()
         self._release()
         super().destroy_node()
-
-
-def main(args: list[str] | None = None, shutdown: Shutdown | None = None) -> int:
-    """Run the node until SIGINT / SIGTERM; 0 on a clean exit (at any moment), 1
-    with one fatal line when it cannot start (bad parameter, missing model).
-    `--lifecycle` (before any --ros-args): a managed node, waiting unconfigured."""
-    shutdown = shutdown or Shutdown().install()
-    argv = sys.argv if args is None else args
-    lifecycle = "--lifecycle" in remove_ros_args(argv)
-    node = None
-    rc = 0
-    try:
-        # A signal from here on only sets a flag (see shutdown.py): start-up
-        # checks it before and while waiting for the model thread.
-        shutdown.check()
-        # rclpy's own handlers would raise KeyboardInterrupt again on the
-        # second Ctrl-C; Shutdown takes the signals instead.
-        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-        node = SegmentationNode(lifecycle=lifecycle, shutdown=shutdown)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        # A short timeout: the signal handler only sets a flag, checked here.
-        while not shutdown.requested.is_set() and rclpy.ok() and not node.finalized:
-            executor.spin_once(timeout_sec=0.1)
-        if lifecycle and not node.finalized:
-            node.trigger_shutdown()  # from whichever primary state: releases everything
-    except (ShutdownRequested, ExternalShutdownException):
-        pass
-    except STARTUP_ERRORS as exc:
-        rclpy.logging.get_logger("segmentation_node").fatal(f"cannot start: {exc}")
-        rc = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        shutdown.exiting()
-    if shutdown.requested.is_set() or _model_thread_alive():
-        # Stopped by a signal (everything above is already shut down), or the
-        # model thread is still inside an uninterruptible model load or compile
-        # (C++ in torch / onnxruntime; finalizing Python under it ended in
-        # std::terminate). Interpreter finalization has nothing left to save and
-        # can wait on library threads still winding down: leave now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(rc)
-    return rc
-
-
-def _model_thread_alive() -> bool:
-    return any(t.name == MODEL_THREAD and t.is_alive() for t in threading.enumerate())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

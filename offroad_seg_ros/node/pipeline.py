@@ -5,7 +5,7 @@ messages; this module holds the logic and is tested without ROS."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,50 +25,6 @@ from offroad_seg_ros.node.health import Health
 
 OUTPUT_ENCODINGS = {"mask": "mono8", "cost": "mono8", "confidence": "mono8", "color": "rgb8", "overlay": "rgb8"}
 ON_DEMAND = ("color", "overlay")  # expensive rgb8 outputs: only while subscribed
-
-
-def parse_cost_overrides(entries: Iterable[str]) -> dict[str, int]:
-    """["Dry Grass=60", ...] (node parameter) -> {"Dry Grass": 60}."""
-    out: dict[str, int] = {}
-    for entry in entries:
-        if not entry.strip():
-            continue
-        name, sep, value = entry.rpartition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"cost override {entry!r} is not 'Class Name=cost'")
-        try:
-            out[name.strip()] = int(value)
-        except ValueError:
-            raise ValueError(f"cost override {entry!r}: {value!r} is not an integer") from None
-    return out
-
-
-def check_parameters(p: dict[str, Any]) -> None:
-    """The node's own parameters (the Segmenter checks its own): a ValueError
-    naming the parameter and its value, so a typo never silently falls back."""
-    if p["qos_reliability"] not in ("best_effort", "reliable"):
-        raise ValueError(f"parameter qos_reliability must be best_effort or reliable, got {p['qos_reliability']!r}")
-    if int(p["qos_depth"]) < 1:
-        raise ValueError(f"parameter qos_depth must be at least 1, got {p['qos_depth']}")
-    if p["max_rate"] < 0:
-        raise ValueError(f"parameter max_rate must be >= 0 Hz (0 = unlimited), got {p['max_rate']}")
-    if p["diagnostics_period"] <= 0:
-        raise ValueError(f"parameter diagnostics_period must be > 0 s, got {p['diagnostics_period']}")
-    if p["threads"] < 0:
-        raise ValueError(f"parameter threads must be >= 0 (0 = the runtime's default), got {p['threads']}")
-    if p["max_pixels"] < 1:
-        raise ValueError(f"parameter max_pixels must be at least 1, got {p['max_pixels']}")
-    if not 8 <= p["input_bits"] <= 16:
-        raise ValueError(f"parameter input_bits must be within 8..16 (significant bits of 16-bit input), "
-                         f"got {p['input_bits']}")
-    if p["publish_grid"] or p["publish_obstacles"]:
-        if p["grid_resolution"] <= 0 or p["max_range"] <= 0 or len(p["grid_size"]) != 2 or min(p["grid_size"]) <= 0:
-            raise ValueError(f"parameters grid_resolution ({p['grid_resolution']}), grid_size ({list(p['grid_size'])}) "
-                             f"and max_range ({p['max_range']}) must be positive, grid_size two values")
-        if p["depth_fallback"] not in ("flat", "skip"):
-            raise ValueError(f"parameter depth_fallback must be flat or skip, got {p['depth_fallback']!r}")
-    if not p["model"]:
-        raise ValueError("parameter model is empty: pass model:=/path/to/artifact (model.json + weights.safetensors)")
 
 
 @dataclass

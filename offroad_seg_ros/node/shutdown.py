@@ -16,13 +16,16 @@ While running, the flag is checked by the spin loop between callbacks.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+MODEL_THREAD = "segmentation-model"  # the node's worker thread, which owns the model
 
 
 class ShutdownRequested(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
@@ -73,3 +76,19 @@ class Shutdown:
             yield
         finally:
             self._interruptible = False
+
+
+def must_leave_now(shutdown: Shutdown) -> bool:
+    """After the node is shut down: stopped by a signal, or the model thread is
+    still inside an uninterruptible model load or compile (C++ in torch /
+    onnxruntime; finalizing Python under it ended in std::terminate). Either
+    way interpreter finalization has nothing left to save and can wait on
+    library threads still winding down."""
+    return shutdown.requested.is_set() or any(t.name == MODEL_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+def leave(rc: int) -> None:
+    """Exit at once with `rc`, skipping interpreter finalization (see must_leave_now)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)

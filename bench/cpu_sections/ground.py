@@ -1,0 +1,30 @@
+"""Ground section: projecting a mask onto the grid."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from results import Table, timeit
+
+from offroad_seg_ros.core.classes import ClassTable
+
+
+def bench_projection(out: Table, table: ClassTable, n: int) -> None:
+    """Ground projection of one 960x540 mask onto 200x200 cells of 0.05 m."""
+    from offroad_seg_ros.ground.projection import CameraModel, CameraPose, ClassCosts, GridSpec, GroundProjector
+
+    camera = CameraModel(960, 540, (500.0, 0, 479.5, 0, 500.0, 269.5, 0, 0, 1), (-0.1, 0.02, 0, 0, 0), "plumb_bob")
+    pose, grid = CameraPose(x=0.3, z=1.2, pitch=0.25), GridSpec(0.05, 10.0, 10.0, max_range=8.0)
+    t0 = time.perf_counter()
+    proj = GroundProjector(camera, pose, grid)
+    out.row("projection: lookup-table build (960x540, distorted, 200x200 cells)", (time.perf_counter() - t0) * 1e3,
+        "ms", "projection_build_ms")
+    costs = ClassCosts(table, table.cost_lut())
+    mask = np.random.default_rng(0).integers(0, len(table), (540, 960), dtype=np.uint8)
+    t = timeit(lambda: proj.project(mask, costs), n * 3)
+    out.row(f"projection: flat ground, one frame ({proj.pixels.size} pixels land), p50", np.median(t) * 1e3, "ms",
+        "projection_flat_ms")
+    depth = np.random.default_rng(1).uniform(0.5, 12, (540, 960)).astype(np.float32)
+    t = timeit(lambda: proj.project(mask, costs, depth), n)
+    out.row("projection: with a 960x540 depth image, one frame, p50", np.median(t) * 1e3, "ms", "projection_depth_ms")

@@ -1,0 +1,130 @@
+"""The node's parameters: names, defaults, descriptions and their checks (ROS-free).
+
+config/segment.yaml lists every one of them with its default (a test keeps
+the two equal); the node declares them from `PARAMETERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from offroad_seg_ros.data.image_msgs import MAX_PIXELS
+from offroad_seg_ros.ground.projection import GridSpec
+
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "cameras": ([""], "camera names: each gets <name>/image and ~/<name>/... outputs; [''] = one camera on image"),
+    "model": ("", "model artifact directory (model.json + weights.safetensors)"),
+    "device": ("auto", "auto | cpu | cuda | cuda:N"),
+    "precision": ("fp32", "fp32 | fp16 | bf16; with backend openvino also auto | int8"),
+    "backend": ("torch", "torch | onnxruntime | openvino"),
+    "threads": (0, "intra-op threads of the CPU runtime (torch on the CPU, onnxruntime, openvino); 0 = its default"),
+    "compile": (False, "torch.compile the inference path (CUDA graphs on GPU)"),
+    "compressed": (False, "subscribe to image/compressed instead of image"),
+    "max_pixels": (MAX_PIXELS, "frames above this many pixels are refused unread (decompression bombs)"),
+    "input_bits": (16, "significant bits of 16-bit input (mono16, rgb16, bayer_*16): 12 for a 12-bit camera"),
+    "publish_mask": (True, "publish ~/mask (mono8 class indices)"),
+    "publish_cost": (True, "publish ~/cost (mono8 Nav2 cost)"),
+    "publish_confidence": (False, "publish ~/confidence (mono8)"),
+    "publish_color": (True, "publish ~/color (rgb8) while subscribed"),
+    "publish_overlay": (True, "publish ~/overlay (rgb8) while subscribed"),
+    "overlay_alpha": (0.5, "weight of the class colour in ~/overlay"),
+    "cost_overrides": ([""], "per-class cost overrides, 'Class Name=cost'"),
+    "max_rate": (0.0, "maximum processing rate in Hz (0 = unlimited)"),
+    "qos_depth": (1, "input subscription queue depth"),
+    "qos_reliability": ("best_effort", "input reliability: best_effort | reliable"),
+    "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
+    "publish_grid": (False, "publish ~/grid (nav_msgs/OccupancyGrid) from camera_info and camera_pose"),
+    "publish_obstacles": (False, "publish ~/obstacles (sensor_msgs/PointCloud2): obstacle-class cells"),
+    "base_frame": ("base_link", "frame of ~/grid and ~/obstacles: the robot's base"),
+    "camera_pose": ([0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+                    "camera body frame (x forward, z up) in base_frame: x, y, z, roll, pitch, yaw (m, rad)"),
+    "rectified": (False, "images are rectified: project with camera_info's P and no distortion"),
+    "grid_resolution": (0.05, "m per grid cell"),
+    "grid_size": ([10.0, 10.0], "grid extent in m along x and y, centred on base_frame"),
+    "max_range": (8.0, "m from base_frame; pixels landing farther stay unknown"),
+    "obstacle_height": (0.3, "z of the ~/obstacles points, m"),
+    "depth": (False, "place pixels by an aligned depth image (topic depth) instead of on flat ground"),
+    "depth_fallback": ("flat", "a frame without a paired depth image: flat (flat ground) | skip (no grid)"),
+    "depth_slop": (0.02, "s: the largest stamp difference between a colour frame and its depth image"),
+}
+# The per-camera image outputs, in the order they are published.
+OUTPUTS = ("mask", "cost", "confidence", "color", "overlay")
+
+
+def parse_cost_overrides(entries: Iterable[str]) -> dict[str, int]:
+    """["Dry Grass=60", ...] (node parameter) -> {"Dry Grass": 60}."""
+    out: dict[str, int] = {}
+    for entry in entries:
+        if not entry.strip():
+            continue
+        name, sep, value = entry.rpartition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"cost override {entry!r} is not 'Class Name=cost'")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"cost override {entry!r}: {value!r} is not an integer") from None
+    return out
+
+
+def check_parameters(p: dict[str, Any]) -> None:
+    """The node's own parameters (the Segmenter checks its own): a ValueError
+    naming the parameter and its value, so a typo never silently falls back."""
+    if p["qos_reliability"] not in ("best_effort", "reliable"):
+        raise ValueError(f"parameter qos_reliability must be best_effort or reliable, got {p['qos_reliability']!r}")
+    if int(p["qos_depth"]) < 1:
+        raise ValueError(f"parameter qos_depth must be at least 1, got {p['qos_depth']}")
+    if p["max_rate"] < 0:
+        raise ValueError(f"parameter max_rate must be >= 0 Hz (0 = unlimited), got {p['max_rate']}")
+    if p["diagnostics_period"] <= 0:
+        raise ValueError(f"parameter diagnostics_period must be > 0 s, got {p['diagnostics_period']}")
+    if p["threads"] < 0:
+        raise ValueError(f"parameter threads must be >= 0 (0 = the runtime's default), got {p['threads']}")
+    if p["max_pixels"] < 1:
+        raise ValueError(f"parameter max_pixels must be at least 1, got {p['max_pixels']}")
+    if not 8 <= p["input_bits"] <= 16:
+        raise ValueError(f"parameter input_bits must be within 8..16 (significant bits of 16-bit input), "
+                         f"got {p['input_bits']}")
+    if p["publish_grid"] or p["publish_obstacles"]:
+        if p["grid_resolution"] <= 0 or p["max_range"] <= 0 or len(p["grid_size"]) != 2 or min(p["grid_size"]) <= 0:
+            raise ValueError(f"parameters grid_resolution ({p['grid_resolution']}), grid_size ({list(p['grid_size'])}) "
+                             f"and max_range ({p['max_range']}) must be positive, grid_size two values")
+        if p["depth_fallback"] not in ("flat", "skip"):
+            raise ValueError(f"parameter depth_fallback must be flat or skip, got {p['depth_fallback']!r}")
+    if not p["model"]:
+        raise ValueError("parameter model is empty: pass model:=/path/to/artifact (model.json + weights.safetensors)")
+
+
+def camera_names(p: dict[str, Any]) -> list[str]:
+    """The `cameras` parameter checked: distinct non-empty names, or [''] for one camera."""
+    names = [str(n) for n in p["cameras"]] or [""]
+    if len(names) > 1 and "" in names or len(set(names)) != len(names):
+        raise ValueError(f"parameter cameras must be distinct non-empty names (or ['']), got {names}")
+    return names
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What the node runs with, derived once from its parameters at configure."""
+
+    params: dict[str, Any]
+    cameras: list[str]
+    enabled: dict[str, bool]  # output name -> publish_<name>
+    min_period: float  # s between accepted frames of a camera (0 = every frame)
+    grid: GridSpec | None  # the ground outputs' grid, None when neither is published
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> NodeConfig:
+        check_parameters(p)
+        grid = None
+        if p["publish_grid"] or p["publish_obstacles"]:
+            size_x, size_y = (float(v) for v in p["grid_size"])
+            grid = GridSpec(p["grid_resolution"], size_x, size_y, max_range=p["max_range"])
+        return cls(dict(p), camera_names(p), {name: bool(p[f"publish_{name}"]) for name in OUTPUTS},
+                   1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0, grid)
+
+    @property
+    def image_topic(self) -> str:
+        return "image/compressed" if self.params["compressed"] else "image"
