@@ -53,9 +53,29 @@ def _check(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from offroad_seg_train.export import export_checkpoint
 
-    out = export_checkpoint(args.ckpt, args.out, onnx=args.onnx, force=args.force, name=args.name)
+    out = export_checkpoint(args.ckpt, args.out, onnx=args.onnx, force=args.force, name=args.name,
+                            calibrate=args.calibrate)
     print(f"artifact written to {out}")
+    if args.calibrate:
+        _print_calibration(out)
     return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from offroad_seg_ros.tools.calibrate import calibrate_artifact
+
+    calibrate_artifact(args.artifact, args.data, split=args.split, frames=args.frames)
+    _print_calibration(args.artifact)
+    return 0
+
+
+def _print_calibration(artifact: str | Path) -> None:
+    from offroad_seg_ros.core.artifact import read_artifact
+
+    c = read_artifact(artifact).calibration
+    print(f"confidence calibrated on {c['frames']} {c['split']} frames ({c['pixels']:,} pixels): temperature "
+          f"{c['temperature']:.3f}; NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "
+          f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
 
 
 def _bag(args: argparse.Namespace) -> int:
@@ -195,7 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", action="store_true", help="also write model.onnx (checked against PyTorch)")
     p.add_argument("--name", help="model name recorded in model.json (default: the folder name)")
     p.add_argument("--force", action="store_true", help="replace an existing artifact directory")
+    p.add_argument("--calibrate", metavar="DATA", help="fit the confidence's temperature on DATA's val split "
+                   "(dataset root or split folder) and record it in model.json (see `calibrate`)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("calibrate", help="fit an artifact's confidence temperature on a validation split")
+    p.add_argument("artifact", help="model artifact directory")
+    p.add_argument("data", help="dataset root (holding the split) or a split folder")
+    p.add_argument("--split", default="val", help="split to fit on (default val)")
+    p.add_argument("--frames", type=int, default=32, help="frames, spread over the split (default 32)")
+    p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("quantize", help="calibrate an int8 model (OpenVINO + NNCF) beside an artifact's model.onnx")
     p.add_argument("artifact", help="model artifact directory exported with --onnx")

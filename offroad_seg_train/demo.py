@@ -114,9 +114,10 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
 
     _stage("2/5 train: " + ("reference recipe (config/train.yaml)" if full else "CPU recipe (config/train_cpu.yaml)"),
            lambda: (run_dir / "DONE").is_file(), train, False)
-    _stage("3/5 export: best checkpoint -> model artifact", lambda: (model / "model.json").is_file(),
-           lambda: export_checkpoint(_best_checkpoint(run_dir / "checkpoints"), model, name="demo", force=True),
-           False)
+    _stage("3/5 export: best checkpoint -> model artifact, confidence calibrated on val",
+           lambda: (model / "model.json").is_file() and "temperature" in _calibration(model),
+           lambda: export_checkpoint(_best_checkpoint(run_dir / "checkpoints"), model, name="demo", force=True,
+                                     calibrate=data), False)
     _stage("4/5 bag: test split -> rosbag2 (mcap)", lambda: (bag / "metadata.yaml").is_file(),
            lambda: write_bag(data / "test", bag, force=True), False)
 
@@ -135,3 +136,9 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
     print(f"[demo] model artifact: {model}; run the node with: "
           f"ros2 launch offroad_seg_ros segment.launch.py model:={model.resolve()} image:=/camera/image_raw")
     return dict(headline(metrics))
+
+
+def _calibration(model: Path) -> dict:
+    import json
+
+    return json.loads((model / "model.json").read_text()).get("calibration") or {}

@@ -32,7 +32,9 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, force: bool = False,
-                      name: str | None = None) -> Path:
+                      name: str | None = None, calibrate: str | Path | None = None) -> Path:
+    """Write the artifact; with `calibrate` (a dataset root or split folder), fit
+    the confidence's temperature on its val split and record it in model.json."""
     data = read_checkpoint(ckpt)
     meta = data.get(CHECKPOINT_KEY)
     if not meta or "state_dict" not in data:
@@ -63,7 +65,12 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, for
     }
     art = Artifact(spec, table, Preprocess.from_dict(meta["preprocess"]),
                    name=name or Path(out).name, training=training)
-    return save_artifact(out, art, model.eval(), onnx=onnx, force=force)
+    path = save_artifact(out, art, model.eval(), onnx=onnx, force=force)
+    if calibrate is not None:
+        from offroad_seg_ros.tools.calibrate import calibrate_artifact
+
+        calibrate_artifact(path, calibrate)
+    return path
 
 
 def _plain(obj):

@@ -47,6 +47,13 @@ class Artifact:
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     has_onnx: bool = False
+    # Temperature scaling of the confidence (fitted at export on the validation split):
+    # {"temperature": T, ...how it was fitted}; T = 1 (the plain softmax) when absent.
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration.get("temperature", 1.0))
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -59,6 +66,7 @@ class Artifact:
             "classes": self.classes.to_dict(),
             "preprocess": self.preprocess.to_dict(),
             "training": self.training,
+            "calibration": self.calibration,
             "offroad_seg_version": __version__,
             "files": {"weights": WEIGHTS, **({"onnx": ONNX} if self.has_onnx else {})},
         }
@@ -118,15 +126,19 @@ def read_artifact(path: str | Path) -> Artifact:
         spec = ModelSpec(meta["architecture"], meta["encoder"], dict(meta.get("model_kwargs") or {}))
         pre = Preprocess.from_dict(meta["preprocess"])
         num_classes = int(meta["num_classes"])
+        calibration = dict(meta.get("calibration") or {})
+        temperature = float(calibration.get("temperature", 1.0))
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{meta_path}: missing or invalid field: {exc}") from exc
     if num_classes != len(classes):
         raise ArtifactError(
             f"{meta_path}: num_classes is {num_classes} but the class table has {len(classes)} classes"
         )
+    if not 0.01 <= temperature <= 100:
+        raise ArtifactError(f"{meta_path}: calibration temperature {temperature} is outside 0.01..100")
     return Artifact(spec, classes, pre, name=str(meta.get("name", path.name)),
                     training=dict(meta.get("training") or {}), path=path,
-                    has_onnx=(path / ONNX).is_file())
+                    has_onnx=(path / ONNX).is_file(), calibration=calibration)
 
 
 def load_artifact(

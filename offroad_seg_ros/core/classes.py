@@ -18,6 +18,7 @@ import yaml
 from offroad_seg_ros.core.resources import config_path
 
 IGNORE_INDEX = 255
+UNKNOWN_COST = 255  # a cost image's "no information" (Nav2's NO_INFORMATION)
 # Marks a raw ID that is not in the table inside the strict lookup table.
 # Class indices must stay below it.
 _UNKNOWN = 254

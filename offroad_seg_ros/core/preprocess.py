@@ -124,10 +124,12 @@ def keep_resize_out_of_compile() -> None:
     _resize = torch.compiler.disable(_resize_uint8)
 
 
-def labels_from_logits(logits: torch.Tensor, want_conf: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def labels_from_logits(logits: torch.Tensor, want_conf: bool = False,
+                       temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits (B, C, h, w) -> uint8 class map (B, h, w) and, if asked, the
-    confidence: max softmax x 255, rounded, uint8. The one definition of both
-    (the OpenVINO backend builds the same ops into its graph)."""
+    confidence: max softmax of logits / temperature (the artifact's
+    calibration) x 255, rounded, uint8. The one definition of both (the
+    OpenVINO backend builds the same ops into its graph)."""
     # argmax over channels runs ~10x faster on channels-last memory on the CPU
     # (torch reduces a strided NCHW dim slowly); the torch backend's output is
     # channels-last already, onnxruntime's is not.
@@ -135,7 +137,8 @@ def labels_from_logits(logits: torch.Tensor, want_conf: bool = False) -> tuple[t
     labels = logits.argmax(1).to(torch.uint8)
     conf = None
     if want_conf:
-        conf = (logits.float().softmax(1).amax(1) * 255).round().to(torch.uint8)
+        scaled = logits.float() if temperature == 1.0 else logits.float() / temperature
+        conf = (scaled.softmax(1).amax(1) * 255).round().to(torch.uint8)
     return labels, conf
 
 

@@ -27,9 +27,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from offroad_seg_ros.core.classes import ClassTable
+from offroad_seg_ros.core.classes import UNKNOWN_COST, ClassTable
 
-UNKNOWN = 255
+UNKNOWN = UNKNOWN_COST
 DISTORTION_MODELS = ("", "none", "plumb_bob", "rational_polynomial", "equidistant")
 
 

@@ -39,4 +39,4 @@ class OnnxRuntimeBackend:
 
     def run(self, x: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = self.session.run(None, {"input": x.float().contiguous().numpy()})[0]
-        return labels_from_logits(torch.from_numpy(logits), want_conf)
+        return labels_from_logits(torch.from_numpy(logits), want_conf, self.artifact.temperature)

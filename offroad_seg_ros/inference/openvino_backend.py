@@ -82,7 +82,7 @@ class OpenVinoBackend:
                 raise ArtifactError(f"precision int8 needs {source}; make it with "
                                     f"`offroad-seg quantize {self.artifact.path} DATA_ROOT`")
         self.core = shared_core()
-        self.model = with_argmax(self.core.read_model(str(source)))
+        self.model = with_argmax(self.core.read_model(str(source)), self.artifact.temperature)
         hint = "bf16" if self.precision == "bf16" else "f32"  # int8 layers run int8 whatever the hint
         self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
         if threads > 0:
@@ -103,15 +103,17 @@ class OpenVinoBackend:
         return labels, torch.from_numpy(out[compiled.output(1)]) if want_conf else None
 
 
-def with_argmax(model: Any) -> Any:
-    """The network with its logits replaced by uint8 argmax and confidence outputs."""
+def with_argmax(model: Any, temperature: float = 1.0) -> Any:
+    """The network with its logits replaced by uint8 argmax and confidence outputs
+    (labels_from_logits's ops, temperature included)."""
     import openvino as ov
     import openvino.opset13 as ops
 
     logits = model.output(0).get_node().input_value(0)  # what feeds the Result, not the Result itself
     top = ops.topk(logits, ops.constant(np.int64(1)), axis=1, mode="max", sort="none", index_element_type="i32")
     labels = ops.convert(ops.squeeze(top.output(1), ops.constant(np.int64(1))), "u8")
-    prob = ops.reduce_max(ops.softmax(logits, 1), ops.constant(np.int64(1)), keep_dims=False)
+    scaled = logits if temperature == 1.0 else ops.divide(logits, ops.constant(np.float32(temperature)))
+    prob = ops.reduce_max(ops.softmax(scaled, 1), ops.constant(np.int64(1)), keep_dims=False)
     conf = ops.convert(ops.round(ops.multiply(prob, ops.constant(np.float32(255.0))), "half_to_even"), "u8")
     return ov.Model([labels.output(0), conf.output(0)], model.get_parameters(), "segmentation_with_argmax")
 

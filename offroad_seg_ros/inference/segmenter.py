@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from offroad_seg_ros.core.artifact import Artifact
+from offroad_seg_ros.core.calibration import confidence_level
+from offroad_seg_ros.core.classes import IGNORE_INDEX, UNKNOWN_COST
 from offroad_seg_ros.core.preprocess import keep_resize_out_of_compile
 from offroad_seg_ros.inference.backend import Backend, backend_class
 
-OUTPUTS = ("mask", "cost", "color", "overlay", "confidence")
+OUTPUTS = ("mask", "cost", "color", "overlay", "confidence", "known_mask")
 
 
 @dataclass
@@ -33,7 +35,8 @@ class Segmentation:
     cost: np.ndarray | None = None  # uint8 (H, W) Nav2 cost
     color: np.ndarray | None = None  # uint8 (H, W, 3) RGB
     overlay: np.ndarray | None = None  # uint8 (H, W, 3) RGB blend of input and colour
-    confidence: np.ndarray | None = None  # uint8 (H, W) max softmax x 255
+    confidence: np.ndarray | None = None  # uint8 (H, W) max softmax x 255 (calibrated)
+    known_mask: np.ndarray | None = None  # uint8 (H, W) the mask, 255 where below min_confidence
 
 
 @contextmanager
@@ -64,6 +67,9 @@ class Segmenter:
     compile: torch.compile the whole path (on CUDA in "reduce-overhead" mode,
     i.e. replayed CUDA graphs, re-captured per input shape); torch backend only.
     Off by default: the first compile takes tens of seconds.
+    min_confidence: pixels whose confidence is below it (as a uint8 level,
+    core.calibration.confidence_level) are unknown: cost 255, known_mask 255;
+    the mask keeps its argmax. 0 = every pixel known.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class Segmenter:
         overlay_alpha: float = 0.5,
         warmup_size: tuple[int, int] | None = (540, 960),
         threads: int = 0,
+        min_confidence: float = 0.0,
     ):
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be within 0..1, got {overlay_alpha}")
@@ -86,6 +93,7 @@ class Segmenter:
         self.device = self.runtime.device
         self.precision = self.runtime.precision  # what `auto` chose
         self.overlay_alpha = overlay_alpha
+        self.min_level = confidence_level(min_confidence)
         self.classes = self.artifact.classes
         self.pre = self.artifact.preprocess
         self.color_lut = torch.from_numpy(self.classes.color_lut()).to(self.device)
@@ -174,12 +182,20 @@ class Segmenter:
             if img.shape != shape:
                 raise ValueError(f"frames in one batch must share a size: {shape} vs {img.shape}")
         frames = self._upload(images)
-        labels, conf = self._labels_fn(frames, "confidence" in outputs)
+        gated = self.min_level > 0 and ("cost" in outputs or "known_mask" in outputs)
+        labels, conf = self._labels_fn(frames, "confidence" in outputs or gated)
+        unsure = None
+        if gated:
+            assert conf is not None
+            unsure = conf < self.min_level
         device_out: dict[str, torch.Tensor] = {}
         if "mask" in outputs:
             device_out["mask"] = labels
+        if "known_mask" in outputs:
+            device_out["known_mask"] = labels if unsure is None else labels.masked_fill(unsure, IGNORE_INDEX)
         if "cost" in outputs:
-            device_out["cost"] = self._lookup(self.cost_lut, labels)
+            cost = self._lookup(self.cost_lut, labels)
+            device_out["cost"] = cost if unsure is None else cost.masked_fill(unsure, UNKNOWN_COST)
         if "color" in outputs or "overlay" in outputs:
             color = self._lookup(self.color_lut, labels)
             if "color" in outputs:

@@ -39,4 +39,4 @@ class TorchBackend:
         self.net = net.to(self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
 
     def run(self, x: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return labels_from_logits(self.net(x), want_conf)
+        return labels_from_logits(self.net(x), want_conf, self.artifact.temperature)
