@@ -28,7 +28,6 @@ from offroad_seg_ros.core.fsutil import write_atomic
 from offroad_seg_ros.core.preprocess import predict_labels
 from offroad_seg_ros.data.dataset import DatasetError, find_split, list_samples, read_image, read_raw_mask
 
-
 T_RANGE = (0.05, 20.0)  # beyond: a network no better than chance (T -> inf), or a broken fit
 
 
