@@ -12,9 +12,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from offroad_seg_ros.core.artifact import ArtifactError
+from offroad_seg_ros.core.calibration import DEFAULT_MIN_CONFIDENCE
 from offroad_seg_ros.core.classes import UnknownRawIdError
 from offroad_seg_ros.data.bag import BagError
+from offroad_seg_ros.data.camera_checks import DEFAULT_DEGRADED_POLICY, DEGRADED_POLICIES
 from offroad_seg_ros.data.dataset import DatasetError
+from offroad_seg_ros.evaluation.corruptions import CORRUPTIONS, SEVERITIES
 from offroad_seg_ros.inference.backend import BACKENDS
 
 # Errors that are the user's input, printed as one paragraph without a traceback.
@@ -78,6 +81,22 @@ def _print_calibration(artifact: str | Path) -> None:
           f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
 
 
+def _robustness(args: argparse.Namespace) -> int:
+    from offroad_seg_ros.evaluation.robustness import evaluate_robustness, robustness_markdown, write_robustness_report
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    result = evaluate_robustness(args.source, args.model, args.corruptions, args.severities, args.seed,
+                                 args.min_confidence, args.degraded_policy, limit=args.limit, device=args.device,
+                                 precision=args.precision, backend=args.backend, threads=args.threads,
+                                 progress=not args.quiet)
+    write_robustness_report(out, result, force=args.force)
+    print(robustness_markdown(result).split("\n## The corruptions")[0])
+    print(f"report written to {out}/robustness.md")
+    return 0
+
+
 def _bag(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -111,7 +130,7 @@ def _eval(args: argparse.Namespace) -> int:
         precision=args.precision, backend=args.backend, threads=args.threads, limit=args.limit,
         image_topic=args.image_topic,
         gt_topic=args.gt_topic, name_topic=args.name_topic, classes=classes,
-        ignore_unknown=args.ignore_unknown, progress=not args.quiet,
+        ignore_unknown=args.ignore_unknown, progress=not args.quiet, min_confidence=args.min_confidence,
     )
     write_report(out, metrics, gallery, force=args.force)
     table = ClassTable.from_dict(metrics["classes"])
@@ -266,9 +285,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name-topic", default="/camera/image_name")
     p.add_argument("--classes", help="class table YAML (replay mode; a model brings its own)")
     p.add_argument("--ignore-unknown", action="store_true", help="score unknown raw IDs as ignore")
+    p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
+                   help="as the node's parameter: report the share of pixels known and how often those are "
+                   f"right (default {DEFAULT_MIN_CONFIDENCE})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="replace an existing report directory")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("robustness", help="score a model under the corruption set (dust, glare, blur, dark, ...), "
+                       "with the camera checks and what the node would publish as known")
+    p.add_argument("source", help="bag directory or dataset split folder (with ground truth)")
+    p.add_argument("--model", required=True, help="model artifact directory")
+    p.add_argument("--out", required=True, help="report directory to create")
+    p.add_argument("--corruptions", nargs="+", choices=list(CORRUPTIONS), help="default: all")
+    p.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES), help="default: 1 2 3 4 5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
+                   help=f"as the node's parameter (default {DEFAULT_MIN_CONFIDENCE})")
+    p.add_argument("--degraded-policy", choices=DEGRADED_POLICIES, default=DEFAULT_DEGRADED_POLICY,
+                   help=f"as the node's parameter (default {DEFAULT_DEGRADED_POLICY})")
+    p.add_argument("--limit", type=int, help="at most N frames")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "auto", "int8"])
+    p.add_argument("--backend", default="torch", choices=list(BACKENDS))
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="replace an existing report directory")
+    p.set_defaults(func=_robustness)
 
     p = sub.add_parser("replay", help="play a bag into a running node over ROS 2 and record its masks")
     p.add_argument("bag", help="bag with camera images (e.g. from offroad-seg bag)")

@@ -107,6 +107,11 @@ def peer():
     p.close()
 
 
+# The trust features (min_confidence, the camera checks) have tests of their own; elsewhere they
+# would turn a random-weights model's unsure outputs, and frames resent until received, unknown.
+TRUST_OFF = ("-p", "min_confidence:=0.0", "-p", "degraded_policy:=publish")
+
+
 @pytest.fixture
 def start_node(tmp_path, tiny_artifact):
     """segmentation_node processes started as users start them; stopped at the end."""
@@ -116,7 +121,7 @@ def start_node(tmp_path, tiny_artifact):
 
     def start(*ros_args: str, model: str | None = None, name: str = "node", lifecycle: bool = False):
         args = [*(["--lifecycle"] if lifecycle else []), "--ros-args", "-p", f"model:={model or tiny_artifact}",
-                "-p", "device:=cpu", *ros_args]
+                "-p", "device:=cpu", *TRUST_OFF, *ros_args]
         proc = NodeProcess(args, tmp_path / f"{name}{len(procs)}.log")
         procs.append(proc)
         return proc

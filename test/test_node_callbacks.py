@@ -28,7 +28,9 @@ def ros():
     nodes = []
 
     def make(**params):
-        overrides = [Parameter(k, value=v) for k, v in {"device": "cpu", **params}.items()]
+        # min_confidence and the camera checks off unless a test asks (see conftest.TRUST_OFF)
+        defaults = {"device": "cpu", "min_confidence": 0.0, "degraded_policy": "publish"}
+        overrides = [Parameter(k, value=v) for k, v in {**defaults, **params}.items()]
         node = node_module.SegmentationNode(context=ctx, parameter_overrides=overrides)
         peer.executor.add_node(node)
         nodes.append(node)

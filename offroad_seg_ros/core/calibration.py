@@ -25,6 +25,8 @@ from offroad_seg_ros.core.classes import IGNORE_INDEX
 
 ECE_BINS = 15
 LEVELS = 256
+# The node's and the evaluators' default: chosen from the demo model's risk-coverage curve (README).
+DEFAULT_MIN_CONFIDENCE = 0.6
 
 
 def confidence_level(min_confidence: float) -> int:

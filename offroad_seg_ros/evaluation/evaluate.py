@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from offroad_seg_ros.core.calibration import CalibrationAccumulator
 from offroad_seg_ros.core.classes import ClassTable
 from offroad_seg_ros.core.metrics import MetricAccumulator
 from offroad_seg_ros.data.bag import (
@@ -94,6 +95,19 @@ def _thumb(arr: np.ndarray, nearest: bool) -> np.ndarray:
     return cv2.resize(arr, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
 
 
+def open_frames(source: str | Path, stats: PairingStats, limit: int | None = None,
+                predictions_topic: str | None = None, image_topic: str = IMAGE_TOPIC, gt_topic: str = GT_TOPIC,
+                name_topic: str = NAME_TOPIC) -> Iterator[Frame]:
+    """The frames of a bag (image or predictions, ground truth, name) or a dataset split folder."""
+    if is_bag(source):
+        topics = {"gt": gt_topic, "name": name_topic}
+        topics.update({"pred": predictions_topic} if predictions_topic else {"image": image_topic})
+        return read_frames(source, topics, stats, limit=limit)
+    if predictions_topic:
+        raise ValueError("--predictions needs a bag; a dataset folder has no predictions")
+    return folder_frames(source, stats, limit)
+
+
 def evaluate(
     source: str | Path,
     model: str | Path | None = None,
@@ -109,8 +123,12 @@ def evaluate(
     classes: ClassTable | None = None,
     ignore_unknown: bool = False,
     progress: bool = True,
+    min_confidence: float | None = None,
 ) -> tuple[dict[str, Any], Gallery]:
-    """Metrics of DESIGN.md plus run information; and the gallery thumbnails."""
+    """Metrics of DESIGN.md plus run information; and the gallery thumbnails.
+    Running a model, also the calibration of its confidence (ECE, reliability,
+    risk-coverage) and, with `min_confidence`, the share of pixels it leaves
+    known and how often those are right."""
     if (model is None) == (predictions_topic is None):
         raise ValueError("give exactly one of --model (run a model) or --predictions TOPIC (score a replay bag)")
     segmenter = None
@@ -123,16 +141,10 @@ def evaluate(
     else:
         table = classes or ClassTable.default()
     stats = PairingStats()
-    if is_bag(source):
-        topics = {"gt": gt_topic, "name": name_topic}
-        topics.update({"pred": predictions_topic} if predictions_topic else {"image": image_topic})
-        frames = read_frames(source, topics, stats, limit=limit)
-    else:
-        if predictions_topic:
-            raise ValueError("--predictions needs a bag; a dataset folder has no predictions")
-        frames = folder_frames(source, stats, limit)
+    frames = open_frames(source, stats, limit, predictions_topic, image_topic, gt_topic, name_topic)
 
     acc = MetricAccumulator(len(table))
+    calib = CalibrationAccumulator()
     gallery = Gallery()
     t_model = 0.0
     t_start = time.perf_counter()
@@ -154,8 +166,11 @@ def evaluate(
                            f"{gt.shape[1]}x{gt.shape[0]} differ")
                 continue
             t0 = time.perf_counter()
-            pred = segmenter(frame.image, ("mask",)).mask
+            seg = segmenter(frame.image, ("mask", "confidence"))
             t_model += time.perf_counter() - t0
+            pred = seg.mask
+            assert pred is not None and seg.confidence is not None
+            calib.update(seg.confidence, pred, gt)
         else:
             pred = frame.pred
         assert pred is not None
@@ -182,6 +197,8 @@ def evaluate(
                            f"unmatched: {stats.unmatched}, skipped: {stats.bad_count})")
     out = acc.compute()
     out["classes"] = table.to_dict()
+    if segmenter is not None:
+        out["calibration"] = calibration_figures(calib, min_confidence, segmenter.artifact.calibration)
     out["run"] = {
         "source": str(source),
         "mode": "replay" if predictions_topic else ("bag" if is_bag(source) else "folder"),
@@ -202,3 +219,11 @@ def evaluate(
         "model_ms_per_frame": 1e3 * t_model / scored if segmenter else None,
     }
     return out, gallery
+
+
+def calibration_figures(calib: CalibrationAccumulator, min_confidence: float | None,
+                        fitted: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the reports show of a model's confidence: ECE and friends, the reliability
+    diagram, the risk-coverage curve, and the temperature fit recorded in the artifact."""
+    return {**calib.summary(min_confidence), "reliability": calib.reliability(),
+            "risk_coverage": calib.risk_coverage(), "temperature_fit": fitted or {}}

@@ -23,6 +23,7 @@ FIGURES = {
     "gallery": "gallery.png",
     "best_worst": "best_worst.png",
 }
+CALIBRATION_FIGURE = "calibration.png"  # reliability diagram and risk-coverage curve, when a model ran
 
 
 def _versions() -> dict[str, str]:
@@ -37,13 +38,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (np.floating, float)):
         return None if np.isnan(obj) else float(obj)
     if isinstance(obj, (np.integer, np.bool_)):
@@ -62,6 +63,7 @@ def headline(m: dict[str, Any]) -> list[tuple[str, str]]:
         ("pixel accuracy", _fmt(m["pixel_accuracy"])),
         ("frequency-weighted IoU", _fmt(m["fwiou"])),
         ("mean Dice (present classes)", _fmt(m["mdice"])),
+        *([("ECE of the confidence", _fmt(m["calibration"]["ece"]))] if "calibration" in m else []),
         ('smp "micro" ("dataset IoU" in the reference report)', _fmt(m["smp_micro_iou"])),
         ('smp "micro-imagewise" ("per-image IoU" in the reference report)', _fmt(m.get("smp_micro_imagewise_iou"))),
     ]
@@ -89,6 +91,20 @@ def _markdown(m: dict[str, Any], table: ClassTable) -> str:
                   f"over {pi['count']} images.", "",
                   "Best: " + ", ".join(f"{n} ({v:.3f})" for n, v in pi["best"]),
                   "", "Worst: " + ", ".join(f"{n} ({v:.3f})" for n, v in pi["worst"])]
+    c = m.get("calibration")
+    if c:
+        fit = c.get("temperature_fit") or {}
+        lines += ["", "## Confidence", "",
+                  f"ECE {c['ece']:.4f} ({c['ece_bins']} equal-width bins of the max-softmax confidence), mean "
+                  f"confidence {c['mean_confidence']:.4f}, pixel accuracy {c['accuracy']:.4f}."]
+        if fit:
+            lines += ["", f"Temperature {fit['temperature']:.3f}, fitted on {fit['frames']} {fit['split']} frames: "
+                      f"there ECE {fit['ece_before']:.4f} -> {fit['ece_after']:.4f}, NLL {fit['nll_before']:.4f} "
+                      f"-> {fit['nll_after']:.4f}."]
+        if c.get("min_confidence") is not None:
+            lines += ["", f"min_confidence {c['min_confidence']:g}: {100 * c['coverage']:.1f}% of the pixels known, "
+                      f"{100 * c['known_accuracy']:.2f}% of those right."]
+        lines += ["", f"![calibration]({CALIBRATION_FIGURE})"]
     lines += ["", "## Figures", ""] + [f"![{k}]({v})" for k, v in FIGURES.items()]
     timing = f"{run['fps']:.1f} frames/s, evaluator overhead {run['overhead_ms_per_frame']:.1f} ms/frame"
     lines += ["", f"Run: {timing}; n/a = class absent from ground truth and prediction.", ""]
@@ -184,10 +200,53 @@ def _figures(out: Path, m: dict[str, Any], table: ClassTable, gallery: Gallery) 
     fig.savefig(out / FIGURES["distribution"], dpi=110)
     plt.close(fig)
 
+    if "calibration" in m:
+        plot_calibration(out / CALIBRATION_FIGURE, m["calibration"])
     best, worst = gallery.ranked()
     lut = table.color_lut()
     _grid(out / FIGURES["gallery"], gallery.sample, "Representative frames", lut)
     _grid(out / FIGURES["best_worst"], best + worst, "Best (top) and worst (bottom) frames", lut)
+
+
+def plot_calibration(path: Path, c: dict[str, Any], title: str = "") -> None:
+    """Reliability diagram (accuracy against confidence per bin, with the pixels per
+    bin) beside the risk-coverage curve (accuracy of the pixels kept as the least
+    confident are dropped), the min_confidence in use marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r, rc = c["reliability"], c["risk_coverage"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5))
+    edges = np.array(r["edges"])
+    width = edges[1] - edges[0]
+    acc = np.array(r["accuracy"], dtype=float)
+    ax.bar(edges[:-1], np.nan_to_num(acc), width, align="edge", edgecolor="0.2", color="tab:blue",
+           label="accuracy per bin")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    counts = np.array(r["count"], dtype=float)
+    share = ax.twinx()
+    share.plot(edges[:-1] + width / 2, counts / max(counts.sum(), 1), "o-", color="tab:orange", ms=3)
+    share.set(ylabel="share of pixels", yscale="log")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
+           title=f"Reliability: ECE {c['ece']:.4f} ({c['ece_bins']} bins)")
+    ax.legend(loc="upper left")
+    cov, kept_acc = np.array(rc["coverage"], dtype=float), np.array(rc["accuracy"], dtype=float)
+    bx.plot(cov, kept_acc, color="tab:green")
+    if c.get("min_confidence") is not None:
+        bx.plot([c["coverage"]], [c["known_accuracy"]], "ko")
+        bx.annotate(f"min_confidence {c['min_confidence']:g}: {100 * c['coverage']:.1f}% known, "
+                    f"{100 * c['known_accuracy']:.1f}% right", (c["coverage"], c["known_accuracy"]),
+                    textcoords="offset points", xytext=(-10, -18), ha="right", fontsize=8)
+    bx.set(xlim=(0, 1.02), xlabel="coverage (share of pixels kept)", ylabel="accuracy of the kept pixels",
+           title="Risk-coverage: dropping the least confident pixels")
+    bx.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def overlay(image: np.ndarray | None, color: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -230,7 +289,7 @@ def write_report(out: str | Path, metrics: dict[str, Any], gallery: Gallery, for
         doc["class_names"] = table.names
         doc["versions"] = _versions()
         doc.pop("present", None)
-        (tmp / "metrics.json").write_text(json.dumps(_jsonable(doc), indent=1) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(jsonable(doc), indent=1) + "\n")
         _figures(tmp, metrics, table, gallery)
         (tmp / "report.md").write_text(_markdown(metrics, table))
     return out

@@ -59,10 +59,10 @@ class Camera:
 
     def wanted(self, enabled: dict[str, bool]) -> list[str]:
         """The outputs to compute for the next frame (see wanted_outputs), and the
-        mask whenever the ground outputs need it to project."""
+        known mask (unsure pixels unknown) whenever the ground outputs project it."""
         wanted = wanted_outputs(enabled, self.subscribers)
-        if self.ground is not None and "mask" not in wanted:
-            wanted.append("mask")
+        if self.ground is not None:
+            wanted.append("known_mask")
         return wanted
 
     @property

@@ -47,6 +47,10 @@ class Health:
         self.stale_after = stale_after  # seconds without input before a WARN
         self.processed = self.bad = self.failed = self.unstamped = 0
         self.last_bad = self.last_failure = ""
+        # Frames the camera checks flagged (data/camera_checks.py): not a fate of their own,
+        # they are processed (or withheld, which counts as processed) like any other.
+        self.degraded = self._prev_degraded = 0
+        self.last_degraded = ""
         self.stats = RateLatency()
         self._prev = Counts()
         self._prev_time: float | None = None
@@ -55,6 +59,10 @@ class Health:
     def frame_bad(self, reason: str) -> None:
         self.bad += 1
         self.last_bad = reason
+
+    def frame_degraded(self, conditions: str) -> None:
+        self.degraded += 1
+        self.last_degraded = conditions
 
     def frame_failed(self, reason: str) -> None:
         self.failed += 1
@@ -83,6 +91,7 @@ class Health:
         the worst condition of the window since the last report, with its
         reason; `extra` conditions (e.g. the ground outputs') compete too."""
         window = total - self._prev
+        degraded, self._prev_degraded = self.degraded - self._prev_degraded, self.degraded
         period = now - self._prev_time if self._prev_time is not None else math.nan
         if self._last_input is None:
             self._last_input = now  # silence is measured from the first report
@@ -98,6 +107,9 @@ class Health:
             level, msg = ERROR, f"all {window.bad} frames {span} were bad: {self.last_bad}"
         elif window.bad:
             level, msg = WARN, f"{window.bad} of {window.frames_in} frames {span} were bad: {self.last_bad}"
+        elif degraded:
+            level, msg = WARN, (f"camera degraded in {degraded} of {window.frames_in} frames {span}: "
+                                f"{self.last_degraded}")
         elif total.frames_in == 0:
             level, msg = WARN, f"no frames received on {self.topic} yet"
         elif quiet >= self.stale_after:
@@ -116,6 +128,7 @@ class Health:
             ("fps", _fmt(s["fps"])), ("latency_p50_ms", _fmt(s["latency_p50_ms"])),
             ("latency_p95_ms", _fmt(s["latency_p95_ms"])),
             ("last_bad_frame", self.last_bad or "none"), ("last_failure", self.last_failure or "none"),
+            ("degraded_frames", str(self.degraded)), ("last_camera_condition", self.last_degraded or "none"),
         ]
         return level, msg, values
 

@@ -32,6 +32,7 @@ from std_msgs.msg import Header
 
 from offroad_seg_ros.core.artifact import ArtifactError
 from offroad_seg_ros.core.model import ModelConfigError
+from offroad_seg_ros.data.camera_checks import CameraChecks
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.node.camera import Camera, camera_topic, ground_mapper
 from offroad_seg_ros.node.health import Health
@@ -150,7 +151,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         def load() -> Segmenter:
             return Segmenter(p["model"], device=p["device"], precision=p["precision"], backend=p["backend"],
                              compile=p["compile"], cost_overrides=parse_cost_overrides(p["cost_overrides"] or []),
-                             overlay_alpha=p["overlay_alpha"], warmup_size=None, threads=p["threads"])
+                             overlay_alpha=p["overlay_alpha"], warmup_size=None, threads=p["threads"],
+                             min_confidence=p["min_confidence"])
 
         interrupt = self.shutdown.check if self.shutdown is not None else None
         self.segmenter = seg = self.worker.call(load, interrupt)
@@ -164,7 +166,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         p = c.params
         health = Health(self.resolve_topic_name(camera_topic(name, c.image_topic)), 3 * p["diagnostics_period"])
         cam = Camera(name, FramePipeline(seg, compressed=p["compressed"], max_pixels=p["max_pixels"],
-                                         input_bits=p["input_bits"], health=health))
+                                         input_bits=p["input_bits"], health=health, checks=CameraChecks(c.checks),
+                                         degraded_policy=p["degraded_policy"]))
         cam.pubs = {n: self.create_lifecycle_publisher(Image, cam.output(n), 1) for n in OUTPUTS if c.enabled[n]}
         if c.grid is None:
             return cam
@@ -233,13 +236,16 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                     self.get_logger().warning(f"skipping bad frame on {health.topic}: {health.last_bad}",
                                               throttle_duration_sec=5.0)
                 continue
+            if result.conditions:
+                self.get_logger().warning(f"camera degraded on {health.topic}: {health.last_degraded}",
+                                          throttle_duration_sec=5.0)
             h = result.header
             header = fill(Header(), header_fields(h.sec, h.nanosec, h.frame_id))
             for name, fields in result.outputs.items():
                 if name in cam.pubs:
                     cam.pubs[name].publish(Image(header=header, **fields))
-            if cam.ground is not None:
-                self._publish_ground(cam, result.mask, h.sec, h.nanosec)
+            if cam.ground is not None and not result.withheld:
+                self._publish_ground(cam, result.ground_mask, h.sec, h.nanosec)
             health.frame_done(h.sec, h.nanosec, self.get_clock().now().nanoseconds * 1e-9)
 
     def _publish_ground(self, cam: Camera, mask: Any, sec: int, nanosec: int) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from offroad_seg_ros.core.calibration import DEFAULT_MIN_CONFIDENCE
+from offroad_seg_ros.data.camera_checks import DEFAULT_DEGRADED_POLICY, DEGRADED_POLICIES, CheckThresholds
 from offroad_seg_ros.data.image_msgs import MAX_PIXELS
 from offroad_seg_ros.ground.projection import GridSpec
 
@@ -48,6 +50,21 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "depth": (False, "place pixels by an aligned depth image (topic depth) instead of on flat ground"),
     "depth_fallback": ("flat", "a frame without a paired depth image: flat (flat ground) | skip (no grid)"),
     "depth_slop": (0.02, "s: the largest stamp difference between a colour frame and its depth image"),
+    "min_confidence": (DEFAULT_MIN_CONFIDENCE, "pixels less confident than this (calibrated max softmax, 0..1) are "
+                       "unknown: cost 255, neither mark nor clear ~/grid and ~/obstacles; the mask keeps its argmax"),
+    "degraded_policy": (DEFAULT_DEGRADED_POLICY, "a frame the camera checks flag: publish (flagged in /diagnostics "
+                        "only) | unknown (cost and ground outputs all unknown) | drop (nothing published)"),
+    **{f"check_{name}": (default, text) for name, (default, text) in {
+        "min_sharpness": (CheckThresholds.min_sharpness, "blurred below this variance of the Laplacian (0 = off)"),
+        "min_brightness": (CheckThresholds.min_brightness, "dark below this mean grey level (0 = off)"),
+        "max_saturated": (CheckThresholds.max_saturated, "over-exposed above this share of near-white pixels"),
+        "min_contrast": (CheckThresholds.min_contrast, "low contrast below this grey range p98 - p2 (0 = off)"),
+        "max_black": (CheckThresholds.max_black, "hazy above this black point, p2 grey (0 = off)"),
+        "frozen_frames": (CheckThresholds.frozen_frames, "frozen: the same image this many times in a row (0 = off)"),
+        "occluded_share": (CheckThresholds.occluded_share, "occluded: this share of the view still while the rest "
+                           "changes (0 = off)"),
+        "occlusion_frames": (CheckThresholds.occlusion_frames, "... for this many frames of change"),
+    }.items()},
 }
 # The per-camera image outputs, in the order they are published.
 OUTPUTS = ("mask", "cost", "confidence", "color", "overlay")
@@ -93,6 +110,11 @@ def check_parameters(p: dict[str, Any]) -> None:
                              f"and max_range ({p['max_range']}) must be positive, grid_size two values")
         if p["depth_fallback"] not in ("flat", "skip"):
             raise ValueError(f"parameter depth_fallback must be flat or skip, got {p['depth_fallback']!r}")
+    if p["degraded_policy"] not in DEGRADED_POLICIES:
+        raise ValueError(f"parameter degraded_policy must be one of {', '.join(DEGRADED_POLICIES)}, "
+                         f"got {p['degraded_policy']!r}")
+    if not 0.0 <= p["min_confidence"] <= 1.0:
+        raise ValueError(f"parameter min_confidence must be within 0..1, got {p['min_confidence']}")
     if not p["model"]:
         raise ValueError("parameter model is empty: pass model:=/path/to/artifact (model.json + weights.safetensors)")
 
@@ -114,6 +136,7 @@ class NodeConfig:
     enabled: dict[str, bool]  # output name -> publish_<name>
     min_period: float  # s between accepted frames of a camera (0 = every frame)
     grid: GridSpec | None  # the ground outputs' grid, None when neither is published
+    checks: CheckThresholds  # the camera checks' thresholds
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> NodeConfig:
@@ -123,7 +146,7 @@ class NodeConfig:
             size_x, size_y = (float(v) for v in p["grid_size"])
             grid = GridSpec(p["grid_resolution"], size_x, size_y, max_range=p["max_range"])
         return cls(dict(p), camera_names(p), {name: bool(p[f"publish_{name}"]) for name in OUTPUTS},
-                   1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0, grid)
+                   1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0, grid, CheckThresholds.from_params(p))
 
     @property
     def image_topic(self) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from offroad_seg_ros.core.classes import IGNORE_INDEX, UNKNOWN_COST
+from offroad_seg_ros.data.camera_checks import CameraChecks, Condition
 from offroad_seg_ros.data.image_msgs import (
     MAX_PIXELS,
     ImageConversionError,
@@ -20,7 +22,7 @@ from offroad_seg_ros.data.image_msgs import (
     parse_image_cdr,
     view_to_rgb,
 )
-from offroad_seg_ros.inference.segmenter import Segmenter
+from offroad_seg_ros.inference.segmenter import Segmentation, Segmenter
 from offroad_seg_ros.node.health import Health
 
 OUTPUT_ENCODINGS = {"mask": "mono8", "cost": "mono8", "confidence": "mono8", "color": "rgb8", "overlay": "rgb8"}
@@ -31,7 +33,9 @@ ON_DEMAND = ("color", "overlay")  # expensive rgb8 outputs: only while subscribe
 class FrameResult:
     header: ImageView
     outputs: dict[str, dict[str, Any]]  # name -> Image fields (no header)
-    mask: Any = None  # uint8 (H, W) class indices, when "mask" was asked for
+    ground_mask: Any = None  # uint8 (H, W) classes, 255 unknown (known_mask), when asked for
+    conditions: list[Condition] = field(default_factory=list)  # what the camera checks found
+    withheld: bool = False  # degraded_policy drop: nothing to publish
 
 
 @dataclass
@@ -41,6 +45,15 @@ class FramePipeline:
     max_pixels: int = MAX_PIXELS
     input_bits: int = 16
     health: Health = field(default_factory=Health)
+    checks: CameraChecks | None = None
+    degraded_policy: str = "publish"
+
+    def check(self, rgb: np.ndarray) -> list[Condition]:
+        """The camera checks on a frame; a degraded one is counted with its conditions."""
+        found = self.checks(rgb) if self.checks is not None else []
+        if found:
+            self.health.frame_degraded("; ".join(c.text for c in found))
+        return found
 
     def parse(self, raw: bytes | memoryview) -> tuple[ImageView, np.ndarray] | None:
         """Serialized Image / CompressedImage -> (header view, RGB); None for a
@@ -68,7 +81,10 @@ class FramePipeline:
         level, msg, values = self.health.report(total, time.monotonic() if now is None else now, extra)
         seg = self.segmenter
         values += [("device", str(seg.device)), ("precision", seg.precision), ("backend", seg.backend),
-                   ("model", seg.name)]
+                   ("model", seg.name), ("min_confidence", f"{seg.min_level / 255:.3f}"),
+                   ("degraded_policy", self.degraded_policy)]
+        if self.checks is not None:
+            values += [(f"camera_{k}", f"{v:.4g}") for k, v in self.checks.measures.items()]
         return level, msg, values
 
 
@@ -79,23 +95,42 @@ def process_batch(segmenter: Segmenter, frames: Sequence[tuple[FramePipeline, by
     go in one forward pass. Results in input order; None where a frame was bad
     or its batch failed (counted in that camera's health). Never raises."""
     results: list[FrameResult | None] = [None] * len(frames)
-    by_size: dict[tuple[int, ...], list[tuple[int, ImageView, np.ndarray]]] = {}
+    by_size: dict[tuple[int, ...], list[tuple[int, ImageView, np.ndarray, list[Condition]]]] = {}
     for i, (pipe, raw, _) in enumerate(frames):
         parsed = pipe.parse(raw)
-        if parsed is not None:
-            by_size.setdefault(parsed[1].shape, []).append((i, *parsed))
+        if parsed is None:
+            continue
+        view, rgb = parsed
+        found = pipe.check(rgb)
+        if found and pipe.degraded_policy == "drop":
+            results[i] = FrameResult(view, {}, conditions=found, withheld=True)
+        else:
+            by_size.setdefault(rgb.shape, []).append((i, view, rgb, found))
     for group in by_size.values():
-        union = list(dict.fromkeys(n for i, _, _ in group for n in frames[i][2]))
+        union = list(dict.fromkeys(n for i, *_ in group for n in frames[i][2]))
         try:
-            segs = segmenter.segment_batch([rgb for _, _, rgb in group], union)
-            done = [FrameResult(view, {n: image_fields(getattr(seg, n), OUTPUT_ENCODINGS[n]) for n in frames[i][2]},
-                                seg.mask) for (i, view, _), seg in zip(group, segs)]
-            for (i, _, _), result in zip(group, done):
+            segs = segmenter.segment_batch([rgb for _, _, rgb, _ in group], union)
+            done = []
+            for (i, view, _, found), seg in zip(group, segs):
+                if found and frames[i][0].degraded_policy == "unknown":
+                    _all_unknown(seg)
+                fields = {n: image_fields(getattr(seg, n), OUTPUT_ENCODINGS[n]) for n in frames[i][2]
+                          if n in OUTPUT_ENCODINGS}
+                done.append((i, FrameResult(view, fields, seg.known_mask, found)))
+            for i, result in done:
                 results[i] = result
         except Exception as exc:  # noqa: BLE001 - counted and shown in /diagnostics; the node carries on
-            for i, _, _ in group:
+            for i, *_ in group:
                 frames[i][0].health.frame_failed(f"{type(exc).__name__}: {exc}")
     return results
+
+
+def _all_unknown(seg: Segmentation) -> None:
+    """degraded_policy unknown: the frame's cost and what the ground outputs project, all unknown."""
+    if seg.cost is not None:
+        seg.cost = np.full_like(seg.cost, UNKNOWN_COST)
+    if seg.known_mask is not None:
+        seg.known_mask = np.full_like(seg.known_mask, IGNORE_INDEX)
 
 
 def wanted_outputs(enabled: dict[str, bool], subscribers: Callable[[str], int]) -> list[str]:

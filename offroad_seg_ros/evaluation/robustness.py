@@ -1,0 +1,223 @@
+"""`offroad-seg robustness`: a model under the corruption set, and what the node would publish.
+
+For the clean frames and every corruption x severity (corruptions.py) the same
+frames go through the node's own Segmenter and camera checks, one run each:
+- mIoU (classes present in the ground truth) and pixel accuracy, as `eval`
+  computes them: the clean row is a plain `eval` of the same frames;
+- the calibration of the confidence (ECE, mean confidence);
+- the camera checks: the share of frames that raised the corruption's own
+  check (detection; for `frozen`, of the repeated frames) and any alarm at
+  all (on clean frames: the false-alarm rate);
+- what the node publishes as known with `min_confidence` and
+  `degraded_policy`: the share of labelled pixels left known (coverage) and
+  how often those are right (known accuracy). A frame with an alarm counts
+  as all unknown unless the policy is `publish`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from offroad_seg_ros.core.calibration import CalibrationAccumulator, confidence_level
+from offroad_seg_ros.core.metrics import MetricAccumulator
+from offroad_seg_ros.data.bag import PairingStats
+from offroad_seg_ros.data.camera_checks import DEGRADED_POLICIES, CameraChecks, CheckThresholds
+from offroad_seg_ros.data.dataset import DatasetError
+from offroad_seg_ros.evaluation.corruptions import CORRUPTIONS, MIDDLE, SEVERITIES, corrupt_stream
+from offroad_seg_ros.evaluation.evaluate import calibration_figures, open_frames
+
+
+def _score(segmenter: Any, stream: Any, level: int, policy: str, checks: CameraChecks,
+           own_check: str | None) -> tuple[dict[str, Any], CalibrationAccumulator]:
+    table = segmenter.classes
+    acc, calib = MetricAccumulator(len(table)), CalibrationAccumulator()
+    frames = flagged = detected = repeated = 0
+    known = known_right = labelled = 0
+    for frame, image, repeat in stream:
+        assert frame.gt_raw is not None
+        gt = table.remap(frame.gt_raw, source=frame.name)
+        alarms = {c.name for c in checks(image)}
+        seg = segmenter(image, ("mask", "confidence"))
+        acc.update(torch.from_numpy(seg.mask), torch.from_numpy(gt), names=[frame.name])
+        calib.update(seg.confidence, seg.mask, gt)
+        frames += 1
+        flagged += bool(alarms)
+        counts = own_check is not None and (repeat or own_check != "frozen")
+        repeated += counts
+        detected += counts and own_check in alarms
+        labelled_px = gt != 255
+        labelled += int(labelled_px.sum())
+        if alarms and policy != "publish":
+            continue  # the whole frame unknown (or not published)
+        sure = labelled_px & (seg.confidence >= level)
+        known += int(sure.sum())
+        known_right += int((sure & (seg.mask == gt)).sum())
+    if not frames:
+        raise DatasetError("no frame to score")
+    m = acc.compute()
+    return {"miou": m["miou"], "pixel_accuracy": m["pixel_accuracy"], "ece": calib.ece(),
+            "mean_confidence": calib.mean_confidence(), "frames": frames,
+            "alarm_rate": flagged / frames, "detection": detected / repeated if repeated else None,
+            "coverage": known / labelled if labelled else float("nan"),
+            "known_accuracy": known_right / known if known else float("nan")}, calib
+
+
+def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequence[str] | None = None,
+                        severities: Sequence[int] = SEVERITIES, seed: int = 0, min_confidence: float = 0.0,
+                        degraded_policy: str = "unknown", checks: CheckThresholds | None = None,
+                        limit: int | None = None, device: str = "auto", precision: str = "fp32",
+                        backend: str = "torch", threads: int = 0, progress: bool = True) -> dict[str, Any]:
+    from offroad_seg_ros.inference.segmenter import Segmenter
+
+    names = list(corruptions or CORRUPTIONS)
+    bad = [n for n in names if n not in CORRUPTIONS]
+    if bad:
+        raise ValueError(f"unknown corruption(s) {bad}; choose from {', '.join(CORRUPTIONS)}")
+    bad_sev = [s for s in severities if s not in SEVERITIES]
+    if bad_sev:
+        raise ValueError(f"severities must be within {SEVERITIES}, got {bad_sev}")
+    if degraded_policy not in DEGRADED_POLICIES:
+        raise ValueError(f"degraded_policy must be one of {DEGRADED_POLICIES}, got {degraded_policy!r}")
+    level = confidence_level(min_confidence)
+    thresholds = checks or CheckThresholds()
+    segmenter = Segmenter(model, device=device, precision=precision, backend=backend, warmup_size=None,
+                          threads=threads)
+    runs = [("clean", 0)] + [(n, s) for n in names for s in severities]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(runs), unit="run", desc="robustness", dynamic_ncols=True)
+    rows, t0, clean_calib = [], time.perf_counter(), None
+    for name, severity in runs:
+        stats = PairingStats()
+        frames = open_frames(source, stats, limit)
+        if name == "clean":
+            stream: Any = ((f, f.image, False) for f in frames)
+            own = None
+        else:
+            stream = corrupt_stream(frames, name, severity, seed)
+            own = CORRUPTIONS[name].check
+        row, calib = _score(segmenter, stream, level, degraded_policy, CameraChecks(thresholds), own)
+        row.update(corruption=name, severity=severity, check=own)
+        rows.append(row)
+        if name == "clean":
+            clean_calib = calib
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    assert clean_calib is not None
+    return {
+        "rows": rows,
+        "corruptions": {n: {"what": CORRUPTIONS[n].what, "scale": CORRUPTIONS[n].scale,
+                            "check": CORRUPTIONS[n].check} for n in names},
+        "settings": {"min_confidence": min_confidence, "confidence_level": level,
+                     "degraded_policy": degraded_policy, "checks": vars(thresholds), "seed": seed,
+                     "severities": list(severities), "middle_severity": MIDDLE},
+        "clean_calibration": calibration_figures(clean_calib, min_confidence, segmenter.artifact.calibration),
+        "run": {"source": str(source), "model": str(model), "model_name": segmenter.name,
+                "backend": backend, "device": str(segmenter.device), "precision": segmenter.precision,
+                "frames": rows[0]["frames"], "seconds": time.perf_counter() - t0},
+    }
+
+
+def trust_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures the node is held to: on clean frames the share of pixels left known and
+    of frames without an alarm; at the middle severity, the worst known accuracy."""
+    rows = result["rows"]
+    clean = rows[0]
+    middle = [r for r in rows if r["severity"] == result["settings"]["middle_severity"]]
+    worst = min(middle, key=lambda r: np.nan_to_num(r["known_accuracy"], nan=1.0)) if middle else None
+    return {"clean_coverage": clean["coverage"], "clean_known_accuracy": clean["known_accuracy"],
+            "clean_quiet_frames": 1 - clean["alarm_rate"],
+            "worst_middle": None if worst is None else
+            {"corruption": worst["corruption"], "known_accuracy": worst["known_accuracy"],
+             "coverage": worst["coverage"]}}
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or np.isnan(v) else f"{100 * v:.1f}%"
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None or np.isnan(v) else f"{v:.3f}"
+
+
+def robustness_markdown(result: dict[str, Any]) -> str:
+    rows, s, run = result["rows"], result["settings"], result["run"]
+    sev = s["severities"]
+    lines = ["# offroad-seg robustness", "",
+             f"- model `{run['model_name']}` ({run['backend']}, {run['precision']}), {run['frames']} frames of "
+             f"`{run['source']}`, seed {s['seed']}",
+             f"- node settings: min_confidence {s['min_confidence']:g} (confidence level {s['confidence_level']}), "
+             f"degraded_policy {s['degraded_policy']}", "",
+             "## mIoU (present classes) by severity", "",
+             "| corruption | " + " | ".join(f"s{v}" for v in sev) + " |", "| --- |" + " ---: |" * len(sev),
+             f"| clean | {_num(rows[0]['miou'])}" + " |" * len(sev)]
+    by = {(r["corruption"], r["severity"]): r for r in rows}
+    for name in result["corruptions"]:
+        lines.append(f"| {name} | " + " | ".join(_num(by[(name, v)]["miou"]) for v in sev) + " |")
+    mid = s["middle_severity"] if s["middle_severity"] in sev else sev[len(sev) // 2]
+    lines += ["", f"## At severity {mid}: accuracy, calibration, checks, what the node publishes", "",
+              "| corruption | mIoU | pixel acc. | ECE | mean conf. | check | detection | any alarm | known | "
+              "known right |", "| --- |" + " ---: |" * 2 + " ---: |" * 2 + " --- |" + " ---: |" * 4]
+    for r in [rows[0]] + [by[(n, mid)] for n in result["corruptions"]]:
+        lines.append(f"| {r['corruption']} | {_num(r['miou'])} | {_pct(r['pixel_accuracy'])} | {_num(r['ece'])} | "
+                     f"{_num(r['mean_confidence'])} | {r['check'] or '-'} | {_pct(r['detection'])} | "
+                     f"{_pct(r['alarm_rate'])} | {_pct(r['coverage'])} | {_pct(r['known_accuracy'])} |")
+    t = trust_figures(result)
+    lines += ["", f"Clean frames: {_pct(t['clean_coverage'])} of the pixels known, "
+              f"{_pct(t['clean_quiet_frames'])} of the frames without an alarm."]
+    if t["worst_middle"]:
+        w = t["worst_middle"]
+        lines += [f"Worst corruption at severity {mid}: {w['corruption']}, known pixels "
+                  f"{_pct(w['known_accuracy'])} right ({_pct(w['coverage'])} known)."]
+    lines += ["", "## The corruptions", "", "| corruption | stands for | severity 1 .. 5 | check |",
+              "| --- | --- | --- | --- |"]
+    lines += [f"| {n} | {c['what']} | {c['scale']} | {c['check'] or '-'} |" for n, c in result["corruptions"].items()]
+    lines += ["", "![mIoU by severity](robustness.png)", "", "![calibration on clean frames](calibration.png)", ""]
+    return "\n".join(lines)
+
+
+def write_robustness_report(out: str | Path, result: dict[str, Any], force: bool = False) -> Path:
+    """robustness.json, robustness.md, robustness.png and calibration.png, atomically."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from offroad_seg_ros.core.fsutil import atomic_directory
+    from offroad_seg_ros.evaluation.report import CALIBRATION_FIGURE, jsonable, plot_calibration
+
+    out = Path(out)
+    with atomic_directory(out, force) as tmp:
+        tmp.mkdir()
+        (tmp / "robustness.json").write_text(json.dumps(jsonable(result), indent=1) + "\n")
+        (tmp / "robustness.md").write_text(robustness_markdown(result))
+        rows, sev = result["rows"], result["settings"]["severities"]
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+        for key, ax, label in [("miou", axes[0], "mIoU (present classes)"),
+                               ("known_accuracy", axes[1], "accuracy of the pixels published as known")]:
+            for name in result["corruptions"]:
+                vals = [next(r[key] for r in rows if r["corruption"] == name and r["severity"] == v) for v in sev]
+                ax.plot(sev, vals, "o-", label=name)
+            ax.axhline(rows[0][key], color="k", ls="--", label="clean")
+            ax.set(xticks=sev, xlabel="severity", ylabel=label, ylim=(0, 1.02))
+            ax.grid(alpha=0.3)
+        axes[0].legend(ncol=2, fontsize=8)
+        axes[1].axhline(0.9, color="r", lw=0.8)
+        fig.suptitle(f"{result['run']['model_name']} under the corruption set")
+        fig.tight_layout()
+        fig.savefig(tmp / "robustness.png", dpi=110)
+        plt.close(fig)
+        plot_calibration(tmp / CALIBRATION_FIGURE, result["clean_calibration"], "clean frames")
+    return out
