@@ -173,3 +173,35 @@ def test_openvino_backend_through_the_node(make_node, ros, tiny_artifact, table)
     want = Segmenter(tiny_artifact, backend="openvino", precision="auto", warmup_size=None)(rgb).mask
     np.testing.assert_array_equal(image_array(masks[0]), want)
     np.testing.assert_array_equal(image_array(costs[0]), table.cost_lut()[want])
+
+
+@pytest.mark.parametrize("policy", ["unknown", "drop"])
+def test_a_degraded_frame_follows_degraded_policy(make_node, ros, tiny_artifact, policy):
+    from offroad_seg_ros.inference.segmenter import Segmenter
+
+    node = make_node(degraded_policy=policy, diagnostics_period=0.1, check_frozen_frames=0)  # resends repeat
+    masks = ros.collect(Image, "/segmentation_node/mask")
+    costs = ros.collect(Image, "/segmentation_node/cost")
+    diags = ros.collect(DiagnosticArray, "/diagnostics")
+    dark = (random_rgb(seed=3) // 8).astype(np.uint8)  # mean grey ~16
+    _send(ros, node, image_cdr(dark, sec=7))
+    health = node.cameras[""].pipeline.health
+    assert health.degraded >= 1 and "dark: mean grey 16 < 80" in health.last_degraded
+    ros.spin_until(lambda: diags and "camera degraded" in diags[-1].status[0].message, what="the warning")
+    status = diags[-1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == b"\x01" and "dark: mean grey" in status.message and values["degraded_policy"] == policy
+    assert float(values["camera_brightness"]) < 80 and values["degraded_frames"] != "0"
+    # a healthy frame after it comes through whole
+    _send(ros, node, image_cdr(random_rgb(seed=4), sec=8))
+    ros.spin_until(lambda: any(m.header.stamp.sec == 8 for m in costs), what="the healthy frame's cost")
+    healthy = next(m for m in costs if m.header.stamp.sec == 8)
+    assert (image_array(healthy) != 255).all()
+    dark_costs = [m for m in costs if m.header.stamp.sec == 7]
+    dark_masks = [m for m in masks if m.header.stamp.sec == 7]
+    if policy == "drop":  # nothing at all for the dark frame (published before frame 8's, in order)
+        assert dark_costs == [] and dark_masks == []
+    else:  # the mask as the model sees it, the cost all unknown
+        assert dark_costs and all((image_array(m) == 255).all() for m in dark_costs)
+        want = Segmenter(tiny_artifact, device="cpu", warmup_size=None)(dark).mask
+        np.testing.assert_array_equal(image_array(dark_masks[0]), want)

@@ -101,3 +101,26 @@ def test_newest_frames_of_all_cameras_run_as_one_batch(tiny_artifact, monkeypatc
 def test_camera_names_must_be_distinct(start_node):
     node = start_node("-p", "cameras:=[front, front]")
     assert node.wait(60) == 1 and "cameras must be distinct" in node.output
+
+
+def test_camera_checks_are_per_camera(start_node, peer, offline):
+    # Camera a sees a dark frame, b a healthy one: only a's cost goes unknown, only a's status warns.
+    # (frozen off: a frame resent until it arrives would be a repeat)
+    node = start_node("-p", "cameras:=[a, b]", "-p", "degraded_policy:=unknown", "-p", "diagnostics_period:=0.2",
+                      "-p", "check_frozen_frames:=0")
+    costs = {c: peer.collect(Image, f"/segmentation_node/{c}/cost") for c in "ab"}
+    diags = peer.collect(DiagnosticArray, "/diagnostics")
+    pubs = {c: peer.publisher(Image, f"/{c}/image") for c in "ab"}
+    node.wait_for_line("segmenting /b/image")
+    frames = {"a": (random_rgb(seed=3) // 8).astype(np.uint8), "b": random_rgb(seed=4)}
+    for c in "ab":
+        peer.wait_for_subscriber(pubs[c])
+        peer.send_until(pubs[c], image_cdr(frames[c], sec=3), lambda c=c: costs[c], what=f"the cost of {c}")
+
+    def messages(c):  # every status of camera c reported so far
+        return [s.message for d in diags for s in d.status if s.name.endswith(f": {c} segmentation")]
+
+    peer.spin_until(lambda: any("dark: mean grey" in m for m in messages("a")), what="a's warning")
+    assert all((image_array(m) == 255).all() for m in costs["a"])
+    assert (image_array(costs["b"][0]) == offline.classes.cost_lut()[offline(frames["b"]).mask]).all()
+    assert messages("b") and not any("camera degraded" in m for m in messages("b"))

@@ -110,3 +110,51 @@ def test_a_pose_that_cannot_see_the_ground_is_fatal(start_node, pose, message):
     assert node.wait(60) == 1
     fatal = [line for line in node.output.splitlines() if "[FATAL]" in line]
     assert len(fatal) == 1 and message in fatal[0], node.output
+
+
+@pytest.fixture
+def sharp_artifact(tiny_artifact, tmp_path):
+    """The tiny artifact with a low temperature: its random-weights confidence spreads over 0..1."""
+    import json
+    import shutil
+
+    art = tmp_path / "sharp"
+    shutil.copytree(tiny_artifact, art)
+    meta = json.loads((art / "model.json").read_text())
+    meta["calibration"] = {"temperature": 0.05}
+    (art / "model.json").write_text(json.dumps(meta))
+    return art
+
+
+def test_min_confidence_makes_the_unsure_pixels_unknown_in_cost_and_grid(start_node, peer, sharp_artifact):
+    rgb = random_rgb(H, W, seed=11)
+    free = Segmenter(sharp_artifact, device="cpu", warmup_size=None)(rgb, ("mask", "confidence"))
+    level = int(np.median(free.confidence))
+    node = start_node("-p", "publish_grid:=true", "-p", f"camera_pose:={POSE}", "-p", "grid_resolution:=0.1",
+                      "-p", "grid_size:=[20.0, 20.0]", "-p", "max_range:=9.0", "-p", "publish_confidence:=true",
+                      "-p", f"min_confidence:={level / 255}", model=str(sharp_artifact))
+    grids = peer.collect(OccupancyGrid, "/segmentation_node/grid")
+    costs = peer.collect(Image, "/segmentation_node/cost")
+    confs = peer.collect(Image, "/segmentation_node/confidence")
+    pub = peer.publisher(Image, "/image")
+    info_pub = peer.publisher(CameraInfo, "/camera_info")
+    node.wait_for_line("segmenting")
+    peer.wait_for_subscriber(pub)
+    peer.wait_for_subscriber(info_pub)
+    stamped = lambda msgs: [m for m in msgs if m.header.stamp.sec == 4]  # noqa: E731
+    _send_with_info(peer, pub, info_pub, image_cdr(rgb, sec=4), _info(),
+                    lambda: stamped(grids) and stamped(costs) and stamped(confs), what="grid, cost, confidence")
+    cost = np.frombuffer(bytes(stamped(costs)[-1].data), np.uint8).reshape(H, W)
+    conf = np.frombuffer(bytes(stamped(confs)[-1].data), np.uint8).reshape(H, W)
+    unsure = conf < level
+    assert 0.2 < unsure.mean() < 0.8
+    seg = Segmenter(sharp_artifact, device="cpu", warmup_size=None)
+    mask = seg(rgb).mask
+    np.testing.assert_array_equal(cost, np.where(unsure, 255, seg.classes.cost_lut()[mask]))  # exactly those
+    camera = CameraModel(W, H, tuple(K), (-0.1, 0.01, 0.0, 0.0, 0.0), "plumb_bob")
+    proj = GroundProjector(camera, CameraPose.from_list(POSE), GridSpec(0.1, 20.0, 20.0, max_range=9.0))
+    costs_of = ClassCosts(seg.classes, seg.classes.cost_lut())
+    want = occupancy_values(proj.project(np.where(unsure, 255, mask).astype(np.uint8), costs_of)[0])
+    got = np.array(stamped(grids)[-1].data, np.int8)
+    np.testing.assert_array_equal(got, want)  # unsure pixels neither mark nor clear a cell
+    assert (occupancy_values(proj.project(mask, costs_of)[0]) != got).any()  # and that changed the grid
