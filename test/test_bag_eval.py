@@ -22,7 +22,7 @@ from offroad_seg_ros.data.bag import (
 )
 from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
 from offroad_seg_ros.evaluation.evaluate import evaluate
-from offroad_seg_ros.evaluation.report import FIGURES, write_report
+from offroad_seg_ros.evaluation.report import CALIBRATION_FIGURE, FIGURES, write_report
 from offroad_seg_ros.inference.segmenter import Segmenter
 
 ROLES = {"image": IMAGE_TOPIC, "gt": GT_TOPIC, "name": NAME_TOPIC}
@@ -171,7 +171,7 @@ def test_report_is_complete_and_na_is_not_zero(split_bag, tiny_artifact, tmp_pat
     assert main(["eval", str(split_bag), "--model", str(tiny_artifact), "--out", str(tmp_path / "rep"),
                  "--device", "cpu", "--quiet"]) == 0
     rep = tmp_path / "rep"
-    assert {p.name for p in rep.iterdir()} == {"metrics.json", "report.md", *FIGURES.values()}
+    assert {p.name for p in rep.iterdir()} == {"metrics.json", "report.md", CALIBRATION_FIGURE, *FIGURES.values()}
     m = json.loads((rep / "metrics.json").read_text())
     logs = table.index_of("Logs")  # the test biome has no logs
     if m["pred_pixels"][logs] == 0:

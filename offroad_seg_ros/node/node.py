@@ -257,6 +257,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             cam.cloud_pub.publish(fill(PointCloud2(fields=CLOUD_FIELDS), cloud))
 
     def _failed(self, batch: dict[str, bytes], exc: BaseException) -> None:
+        if self.worker is None:
+            return  # released under a frame in flight (shutdown): its publishers are gone, nothing to count
         for name in batch:
             self.cameras[name].publish_failures += 1
         self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
