@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cpu_sections.data import bench_eval, bench_loader, bench_remap, bench_synth  # noqa: E402
 from cpu_sections.ground import bench_projection  # noqa: E402
 from cpu_sections.inference import bench_backends, bench_node_path, bench_startup  # noqa: E402
-from cpu_sections.ros_input import bench_hostile  # noqa: E402
+from cpu_sections.ros_input import bench_camera_checks, bench_hostile  # noqa: E402
 from cpu_sections.training import bench_ddp, bench_training  # noqa: E402
 from results import Table  # noqa: E402
 
@@ -45,6 +45,7 @@ def cpu_name() -> str:
 SECTION_FNS: dict[str, Callable[[Table, Path, ClassTable, int, argparse.Namespace], None]] = {
     "backends": lambda out, tmp, table, n, args: bench_backends(out, tmp, n, args.trained),
     "hostile": lambda out, tmp, table, n, args: bench_hostile(out, n),
+    "checks": lambda out, tmp, table, n, args: bench_camera_checks(out, n),
     "ddp": lambda out, tmp, table, n, args: bench_ddp(out, tmp, table),
     "projection": lambda out, tmp, table, n, args: bench_projection(out, table, n),
     "remap": lambda out, tmp, table, n, args: bench_remap(out, table),

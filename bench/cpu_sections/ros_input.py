@@ -61,3 +61,26 @@ def bench_jpeg_decode(out: Table, n: int) -> None:
             key = "strict" if "strict" in name else "opencv"
             out.row(f"JPEG q{quality} 960x540 ({len(data) // 1024} KiB) -> RGB, {name}", np.median(t) * 1e3, "ms",
                 f"jpeg_q{quality}_decode_{key}_ms", 3)
+
+
+def bench_camera_checks(out: Table, n: int) -> None:
+    """The node's camera checks on one 960x540 frame (one core), and the frame's temperature-scaled
+    confidence gating next to it: what trusting the output costs per frame."""
+    import cv2
+
+    from offroad_seg_ros.data.camera_checks import CameraChecks
+    from offroad_seg_train.synth import render_scene
+
+    cv2.setNumThreads(1)
+    frames = [render_scene(np.random.default_rng(i))[0] for i in range(4)]
+    checks = CameraChecks()
+    i = 0
+
+    def one() -> None:
+        nonlocal i
+        checks(frames[i % len(frames)])
+        i += 1
+
+    t = timeit(one, n * 20, warmup=4)
+    out.row("camera checks, one 960x540 frame (1 core): p50", np.median(t) * 1e3, "ms", "camera_checks_p50_ms", 3)
+    out.row("  p95", np.percentile(t, 95) * 1e3, "ms", "camera_checks_p95_ms", 3)

@@ -47,7 +47,7 @@ class CheckThresholds:
     min_contrast: float = 50.0
     max_black: float = 110.0
     frozen_frames: int = 2
-    occluded_share: float = 0.03
+    occluded_share: float = 0.015
     occlusion_frames: int = 4
 
     @classmethod
@@ -127,7 +127,9 @@ class CameraChecks:
             out.append(Condition("frozen", self._repeats + 1, f"frozen: the same image {self._repeats + 1} times "
                                  "in a row"))
         diff = cv2.absdiff(grey[::2, ::2], prev[::2, ::2])
-        typical = float(np.median(diff))
+        # the median of a uint8 image from its histogram: a fifth of np.median's time
+        cdf = np.cumsum(cv2.calcHist([diff], [0], None, [256], [0, 256])[:, 0])
+        typical = float(np.searchsorted(cdf, cdf[-1] / 2))
         if self._still_for is None:
             self._still_for = np.zeros(diff.shape, np.int32)
         if typical >= CHANGING:  # the scene changes: what stays still is covering the view
