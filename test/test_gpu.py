@@ -71,3 +71,27 @@ def test_compiled_segmenter_on_the_node_worker_thread(artifact, frames):
     eager = Segmenter(artifact, device="cuda", precision="fp16")
     for f, m in zip(frames, masks):
         assert _agree(m, eager(f).mask) >= 0.995
+
+
+def test_temperature_and_min_confidence_on_the_gpu_as_on_the_cpu(artifact, frames, tmp_path):
+    # The calibrated confidence and the unknown gating run on the device: same answer as the CPU.
+    import json
+    import shutil
+
+    from offroad_seg_ros.inference.segmenter import Segmenter
+
+    art = tmp_path / "sharp"
+    shutil.copytree(artifact, art)
+    meta = json.loads((art / "model.json").read_text())
+    meta["calibration"] = {"temperature": 0.05}
+    (art / "model.json").write_text(json.dumps(meta))
+    wanted = ("mask", "cost", "confidence", "known_mask")
+    gpu = Segmenter(art, device="cuda", precision="fp32", min_confidence=0.6)
+    cpu = Segmenter(art, device="cpu", precision="fp32", min_confidence=0.6, warmup_size=None)
+    for f in frames[:2]:
+        g, c = gpu(f, wanted), cpu(f, wanted)
+        same = (g.mask == c.mask) & (np.abs(g.confidence.astype(int) - c.confidence) <= 1)
+        assert same.mean() >= 0.999
+        far = same & (np.abs(c.confidence.astype(int) - 153) > 1)  # not on the threshold itself
+        np.testing.assert_array_equal(g.cost[far], c.cost[far])
+        np.testing.assert_array_equal(g.known_mask[far], c.known_mask[far])

@@ -61,6 +61,16 @@ class CheckThresholds:
         return out
 
 
+# name, measure, threshold field, fires below (else above) it, what /diagnostics says
+_FRAME_CHECKS = (
+    ("blurred", "sharpness", "min_sharpness", True, "blurred: sharpness {v:.1f} < {t:g}"),
+    ("dark", "brightness", "min_brightness", True, "dark: mean grey {v:.0f} < {t:g}"),
+    ("over_exposed", "saturated", "max_saturated", False, "over-exposed: {v:.0%} of the image near white > {t:.0%}"),
+    ("low_contrast", "contrast", "min_contrast", True, "low contrast: grey range {v:.0f} < {t:g}"),
+    ("hazy", "black", "max_black", False, "hazy (dust in the air?): black point {v:.0f} > {t:g}"),
+)
+
+
 @dataclass(frozen=True)
 class Condition:
     name: str  # blurred | dark | over_exposed | low_contrast | hazy | frozen | occluded
@@ -93,21 +103,10 @@ class CameraChecks:
             "black": float(lo),
         }
         out = []
-        if t.min_sharpness and m["sharpness"] < t.min_sharpness:
-            out.append(Condition("blurred", m["sharpness"], f"blurred: sharpness {m['sharpness']:.1f} < "
-                                 f"{t.min_sharpness:g}"))
-        if t.min_brightness and m["brightness"] < t.min_brightness:
-            out.append(Condition("dark", m["brightness"], f"dark: mean grey {m['brightness']:.0f} < "
-                                 f"{t.min_brightness:g}"))
-        if t.max_saturated and m["saturated"] > t.max_saturated:
-            out.append(Condition("over_exposed", m["saturated"], f"over-exposed: {100 * m['saturated']:.0f}% of "
-                                 f"the image near white > {100 * t.max_saturated:g}%"))
-        if t.min_contrast and m["contrast"] < t.min_contrast:
-            out.append(Condition("low_contrast", m["contrast"], f"low contrast: grey range {m['contrast']:.0f} < "
-                                 f"{t.min_contrast:g}"))
-        if t.max_black and m["black"] > t.max_black:
-            out.append(Condition("hazy", m["black"], f"hazy (dust in the air?): black point {m['black']:.0f} > "
-                                 f"{t.max_black:g}"))
+        for name, measure, limit, below, text in _FRAME_CHECKS:
+            value, threshold = m[measure], getattr(t, limit)
+            if threshold and (value < threshold if below else value > threshold):
+                out.append(Condition(name, value, text.format(v=value, t=threshold)))
         out += self._temporal(grey)
         self._prev = grey
         return out

@@ -41,6 +41,11 @@ def _albu() -> Any:
     return A
 
 
+def _blend(image: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """image x (1 - alpha) + colour x alpha, back to uint8 (alpha broadcasts over the channels)."""
+    return (image * (1 - alpha) + colour * alpha).round().clip(0, 255).astype(np.uint8)
+
+
 def _haze(severity: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
     # Written here: albumentations' RandomFog draws white fog patches; airborne dust is a
     # veil of its own colour that thickens with distance (towards the horizon, higher up).
@@ -50,7 +55,7 @@ def _haze(severity: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarr
         h = image.shape[0]
         dust = np.array([205, 185, 150], np.float32) * np.float32(rng.uniform(0.95, 1.05))
         a = density * np.linspace(1.0, 0.75, h, dtype=np.float32)[:, None, None]
-        return (image * (1 - a) + dust * a).round().clip(0, 255).astype(np.uint8)
+        return _blend(image, dust, a)
     return apply
 
 
@@ -66,8 +71,7 @@ def _glare(severity: int) -> Callable[[np.ndarray, np.random.Generator], np.ndar
         yy, xx = np.ogrid[:h, :w]
         d2 = ((xx - cx) ** 2 + (yy - cy) ** 2).astype(np.float32) / np.float32(r * r)
         a = np.clip(np.exp(-d2) * np.float32(0.95) + np.float32(0.15), 0, 1)[..., None]
-        sun = np.array([255, 250, 235], np.float32)
-        return (image * (1 - a) + sun * a).round().clip(0, 255).astype(np.uint8)
+        return _blend(image, np.array([255, 250, 235], np.float32), a)
     return apply
 
 
@@ -84,8 +88,7 @@ def _lens_dirt(severity: int) -> Callable[[np.ndarray, np.random.Generator], np.
             cv2.circle(alpha, (int(x), int(y)), int(r), 1.0, -1)
         alpha = cv2.GaussianBlur(alpha, (0, 0), 6 * w / 960) * np.float32(0.95)
         mud = np.array([72, 58, 44], np.float32) * rng.uniform(0.8, 1.2, (h, w, 1)).astype(np.float32)
-        a = alpha[..., None]
-        return (image * (1 - a) + mud * a).round().clip(0, 255).astype(np.uint8)
+        return _blend(image, mud, alpha[..., None])
     return apply
 
 
