@@ -85,7 +85,7 @@ def _lens_dirt(severity: int) -> Callable[[np.ndarray, np.random.Generator], np.
         alpha = np.zeros((h, w), np.float32)
         for _ in range(spots):
             x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(25, 70) * w / 960
-            cv2.circle(alpha, (int(x), int(y)), int(r), 1.0, -1)
+            cv2.circle(alpha, (int(x), int(y)), int(r), (1.0,), -1)
         alpha = cv2.GaussianBlur(alpha, (0, 0), 6 * w / 960) * np.float32(0.95)
         mud = np.array([72, 58, 44], np.float32) * rng.uniform(0.8, 1.2, (h, w, 1)).astype(np.float32)
         return _blend(image, mud, alpha[..., None])
