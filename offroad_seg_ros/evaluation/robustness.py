@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from offroad_seg_ros.core.calibration import CalibrationAccumulator, confidence_level
+from offroad_seg_ros.core.classes import IGNORE_INDEX
 from offroad_seg_ros.core.metrics import MetricAccumulator
 from offroad_seg_ros.data.bag import PairingStats
 from offroad_seg_ros.data.camera_checks import DEGRADED_POLICIES, CameraChecks, CheckThresholds
@@ -51,7 +52,7 @@ def _score(segmenter: Any, stream: Any, level: int, policy: str, checks: CameraC
         counts = own_check is not None and (repeat or own_check != "frozen")
         repeated += counts
         detected += counts and own_check in alarms
-        labelled_px = gt != 255
+        labelled_px = gt != IGNORE_INDEX
         labelled += int(labelled_px.sum())
         if alarms and policy != "publish":
             continue  # the whole frame unknown (or not published)
