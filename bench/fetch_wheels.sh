@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYVER=${PYVER:-3.12}
 rm -rf .whl && mkdir -p .whl
-for pkg in segmentation-models-pytorch==0.6.0 \
+for pkg in segmentation-models-pytorch==0.6.0 simplejpeg==1.9.0 \
            albumentations==2.0.8 albucore==0.0.24 stringzilla==5.3.2 simsimd==6.5.16 \
            pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
            typing-extensions==4.16.0 \

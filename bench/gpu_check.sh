@@ -22,7 +22,8 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import offroad_seg_ros.inference.segmenter, offroad_seg_train.cli, rosbags; print('imports ok')" \
   2>&1 | tee "$OUT/imports.log" || exit 1
-timeout 150 $PY -m pytest -q -p no:cacheprovider test/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
+# conftest hides GPUs from the other tests; these need one.
+CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} timeout 150 $PY -m pytest -rs -q -p no:cacheprovider test/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 timeout 420 $PY bench/gpu_bench.py --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "it/s"
 # Multi-GPU scaling (machines with more than one GPU): the reference recipe for 30 steps per
 # process through torchrun on 1, 2, 4, 8 GPUs; images/s = GPUs x batch x steps / fit seconds.

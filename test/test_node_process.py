@@ -67,7 +67,9 @@ def test_diagnostics_bad_frames_and_recovery(start_node, peer):
     node.wait_for_line("segmenting")
     peer.wait_for_subscriber(pub)
     rgb = random_rgb()
-    peer.send_until(pub, image_cdr(rgb, sec=1), lambda: masks, what="the first mask")  # both sides matched
+    sent = []  # every copy of the first frame: under load, resent copies can reach the node late
+    peer.send_until(pub, image_cdr(rgb, sec=1), lambda: masks, what="the first mask",  # both sides matched
+                    before=lambda: sent.append(1))
     peer.spin_until(lambda: diags and int(_diag_values(diags[-1])["frames_processed"]) >= 1, what="counts")
     base = {k: int(_diag_values(diags[-1])[k]) for k in ("frames_in", "frames_processed", "bad_frames")}
     pub.publish(image_cdr(rgb, encoding="xyz9"))  # a bad frame: the node must carry on
@@ -75,13 +77,15 @@ def test_diagnostics_bad_frames_and_recovery(start_node, peer):
     for sec in (5, 6):
         pub.publish(image_cdr(rgb, sec=sec))
         peer.spin_until(lambda s=sec: any(m.header.stamp.sec == s for m in masks), what=f"mask of frame {sec}")
-    peer.spin_until(lambda: int(_diag_values(diags[-1])["frames_processed"]) == base["frames_processed"] + 2,
-                    what="two more processed")
+    # Late copies of the first frame may be counted too, whenever they arrive: wait for the two
+    # frames and for nothing left in flight, then bound the counts by what was sent.
+    peer.spin_until(lambda: int(_diag_values(diags[-1])["frames_processed"]) >= base["frames_processed"] + 2
+                    and _diag_values(diags[-1])["frames_in_flight"] == "0", what="two more processed")
     status = diags[-1].status[0]
     values = _diag_values(diags[-1])
     assert status.name == "/segmentation_node: segmentation" and status.hardware_id == "cpu"
-    # (+ possibly a resent first frame arriving late, see test_short_soak)
-    assert base["frames_in"] + 3 <= int(values["frames_in"]) <= base["frames_in"] + 6
+    assert int(values["frames_processed"]) <= base["frames_processed"] + 2 + len(sent) - 1
+    assert base["frames_in"] + 3 <= int(values["frames_in"]) <= base["frames_in"] + 2 + len(sent)
     assert values["model"] == "tiny-random"
     assert int(values["bad_frames"]) == base["bad_frames"] + 1 == 1
     assert "xyz9" in node.output  # the reason is logged

@@ -85,7 +85,10 @@ class CameraModel:
             out = cv2.fisheye.undistortPoints(pts, self.matrix, d[:4] if d.size >= 4 else np.zeros(4), R=eye, P=eye,
                                               criteria=crit)
         elif d.size and np.any(d):
-            out = cv2.undistortPointsIter(pts, self.matrix, d, eye, eye, crit)
+            if hasattr(cv2, "undistortPointsIter"):  # OpenCV 4; 5 takes the criteria in undistortPoints
+                out = cv2.undistortPointsIter(pts, self.matrix, d, eye, eye, crit)
+            else:
+                out = cv2.undistortPoints(pts, self.matrix, d, R=eye, P=eye, criteria=crit)
         else:
             k = self.matrix
             return np.stack([(uv[:, 0] - k[0, 2]) / k[0, 0], (uv[:, 1] - k[1, 2]) / k[1, 1]], 1)
