@@ -115,7 +115,18 @@ class Segmenter:
         """One frame of `size` (H, W) through every output: allocations, kernel
         selection and (with compile) the compiled graph happen here, not on the
         first camera frame."""
-        self.segment_batch([np.zeros((*size, 3), np.uint8)], OUTPUTS)
+        frame = [np.zeros((*size, 3), np.uint8)]
+        compiled = self._labels_fn
+        if compiled is not self._labels and self.device.type == "cuda":
+            # An eager pass first, on this thread: cuDNN makes a thread's handle at its first
+            # convolution, which must not fall inside a CUDA-graph capture (a compiled model
+            # loaded on a worker thread failed there: bench/RESULTS.md, GPU).
+            self._labels_fn = self._labels
+            try:
+                self.segment_batch(frame, OUTPUTS)
+            finally:
+                self._labels_fn = compiled
+        self.segment_batch(frame, OUTPUTS)
 
     def release(self) -> None:
         """Drop the runtime (the network's memory) and give CUDA's cached memory
