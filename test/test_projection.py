@@ -229,3 +229,55 @@ def test_a_refused_camera_info_stays_named_while_frames_wait(table):
     assert mapper.project(mask, 2) is None  # a frame after the refusal
     assert "the last one was refused (camera_info on /cam/camera_info refused:" in mapper.last_problem
     assert "refused" in (mapper.condition() or "")
+
+
+WIDE = (960, 540, (480.0, 0, 479.5, 0, 480.0, 269.5, 0, 0, 1))  # 90 degrees across
+
+
+# The distortion cases use the 640x480 K these coefficients belong to: on a 90-degree image,
+# PLUMB_BOB's polynomial folds back before the corners (the lens model itself is invalid there).
+@pytest.mark.parametrize("shape, model, d", [(WIDE, "plumb_bob", ()), ((640, 480, K), "plumb_bob", PLUMB_BOB),
+                                             ((640, 480, K), "equidistant", EQUIDISTANT)])
+def test_no_unknown_cell_inside_the_view_out_to_10_m(table, costs, shape, model, d):
+    # 5 cm cells out to 10 m: far pixel rows span several cells, and every cell the camera
+    # sees must still get a value (uniform ground: all of them free).
+    camera = CameraModel(*shape, d, model)
+    w, h = shape[:2]
+    pose = CameraPose(x=0.3, z=1.5, pitch=0.25)
+    grid = GridSpec(resolution=0.05, size_x=20, size_y=20, max_range=10.0)
+    proj = GroundProjector(camera, pose, grid)
+    cost, obstacle = proj.project(np.full((h, w), _idx(table, "Landscape"), np.uint8), costs)
+    centres = grid.centres(np.arange(grid.rows * grid.cols))
+    ground = np.concatenate([centres, np.zeros((len(centres), 1))], 1)
+    opt = (ground - pose.position) @ pose.optical_to_base()
+    ahead = opt[:, 2] > 0
+    # Inside the lens's field of view: beyond the corners' radius a distortion polynomial folds
+    # back and maps far-off points into the image.
+    corners = camera.normalized(np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ahead &= np.hypot(opt[:, 0], opt[:, 1]) / opt[:, 2] <= np.hypot(*corners.T).max()
+    uv = np.full((len(centres), 2), np.nan)
+    uv[ahead] = _to_pixels(ground[ahead], camera, pose)
+    with np.errstate(invalid="ignore"):
+        seen = ahead & (np.hypot(centres[:, 0], centres[:, 1]) <= 10.0) & (uv[:, 0] >= 0) & (uv[:, 0] <= w - 1) \
+            & (uv[:, 1] >= 0) & (uv[:, 1] <= h - 1)
+    far = seen & (np.hypot(centres[:, 0], centres[:, 1]) > 6.0)
+    assert far.sum() > 3000  # the far field is in view, where the stripes were
+    assert (cost.reshape(-1)[seen] == 0).all() and not obstacle.any()
+
+
+def test_filled_cells_take_no_pixel_from_cells_pixels_land_in(table):
+    # The cell rule is unchanged where pixels land: the hole filling adds pixels only to cells
+    # that no pixel centre lands in.
+    camera = CameraModel(640, 480, K, PLUMB_BOB)
+    pose = CameraPose(z=1.2, pitch=0.3)
+    grid = GridSpec(resolution=0.05, size_x=20, size_y=20, max_range=10.0)
+    proj = GroundProjector(camera, pose, grid)
+    down = proj.rays[:, 2] < 0
+    t = np.where(down, -pose.z / np.where(down, proj.rays[:, 2], -1), np.nan)
+    landed = grid.cells(pose.position[:2] + proj.rays[:, :2] * t[:, None])
+    own = landed[proj.pixels] == proj.pixel_cells
+    assert own.sum() == (landed >= 0).sum()  # every landed pixel is in the table, in its own cell
+    filled = proj.pixel_cells[~own]
+    assert filled.size > 1000 and not np.isin(filled, landed[landed >= 0]).any()
+    assert np.unique(filled).size == filled.size  # one pixel a filled cell

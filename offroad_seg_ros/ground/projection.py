@@ -94,6 +94,29 @@ class CameraModel:
             return np.stack([(uv[:, 0] - k[0, 2]) / k[0, 0], (uv[:, 1] - k[1, 2]) / k[1, 1]], 1)
         return out.reshape(-1, 2)
 
+    def pixels(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) points in the optical frame -> (N, 2) pixel coordinates, NaN where a point is
+        behind the camera or where the lens model folds back (a point far outside the field of
+        view that a distortion polynomial would map into the image: checked by undistorting)."""
+        p = np.asarray(points, np.float64)
+        ahead = p[:, 2] > 1e-9
+        out = np.full((p.shape[0], 2), np.nan)
+        if not ahead.any():
+            return out
+        obj = np.ascontiguousarray(p[ahead]).reshape(-1, 1, 3)
+        d = np.array(self.d, np.float64)
+        zero = np.zeros(3)
+        if self.distortion_model == "equidistant":
+            uv, _ = cv2.fisheye.projectPoints(obj, zero, zero, self.matrix, d[:4] if d.size >= 4 else np.zeros(4))
+        else:
+            uv, _ = cv2.projectPoints(obj, zero, zero, self.matrix, d if d.size and np.any(d) else None)
+        uv = uv.reshape(-1, 2)
+        back = self.normalized(uv)
+        folded = np.hypot(*(back - p[ahead, :2] / p[ahead, 2:3]).T) > 1e-4
+        uv[folded] = np.nan
+        out[ahead] = uv
+        return out
+
 
 @dataclass(frozen=True)
 class CameraPose:
@@ -225,11 +248,34 @@ class GroundProjector:
         cells = grid.cells(ground)  # NaN (above the horizon) lands nowhere
         self.pixels = np.flatnonzero(cells >= 0)  # the flat-ground table: pixels that land in the grid
         self.pixel_cells = cells[self.pixels]
+        # Far away a pixel row spans more than a cell, and the cells between rows would stay unknown
+        # (stripes): each seen cell no pixel lands in takes the pixel its centre projects to.
+        hole_pixels, hole_cells = self._holes(camera, pose, grid, np.unique(self.pixel_cells))
+        self.pixels = np.concatenate([self.pixels, hole_pixels])
+        self.pixel_cells = np.concatenate([self.pixel_cells, hole_cells])
         # The cells any pixel can reach (the camera sees a wedge of the grid): the
         # per-frame histogram covers only those, numbered compactly.
         self.view_cells, self.pixel_view = np.unique(self.pixel_cells, return_inverse=True)
         self._keys: dict[int, np.ndarray] = {}  # cell x buckets, per number of buckets
         self._rays_xy = self.rays[:, :2].astype(np.float32)
+
+    @staticmethod
+    def _holes(camera: CameraModel, pose: CameraPose, grid: GridSpec,
+               landed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pixel, cell) for every grid cell within range whose centre the camera sees on
+        flat ground and that no pixel centre lands in: the pixel that centre falls in."""
+        every = np.arange(grid.rows * grid.cols)
+        centres = grid.centres(every)
+        free = np.ones(every.size, bool)
+        free[landed] = False
+        free &= np.hypot(centres[:, 0], centres[:, 1]) <= grid.max_range
+        cells = every[free]
+        ground = np.concatenate([centres[free], np.zeros((cells.size, 1))], 1)
+        uv = camera.pixels((ground - pose.position) @ pose.optical_to_base())  # base -> optical: R^T (p - o)
+        with np.errstate(invalid="ignore"):
+            u, v = np.floor(uv[:, 0] + 0.5), np.floor(uv[:, 1] + 0.5)  # the pixel whose square holds it
+            seen = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+        return (v[seen] * camera.width + u[seen]).astype(np.int64), cells[seen]
 
     @property
     def sees_ground(self) -> bool:
