@@ -54,6 +54,21 @@ def test_conditions_name_their_measure(clean):
     assert checks.measures["brightness"] == dark.measure
 
 
+def test_glare_is_the_largest_white_region_not_the_white_total():
+    # 14% of the view white in scattered clouds: over the glare threshold in total, not in one region
+    grey = np.full((180, 320), 120, np.uint8)
+    for x in range(0, 320, 40):
+        grey[10:60, x:x + 29] = 250  # 8 regions of 50x29: 2.5% each, 20% together
+    checks = CameraChecks(CheckThresholds(max_saturated=0))
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    assert "glare" not in {c.name for c in checks(rgb)}
+    assert checks.measures["saturated"] > 0.19 and checks.measures["glare"] == pytest.approx(50 * 29 / 320 / 180)
+    rgb[60:120, 100:220] = 250  # one sun-sized region below, joining the 4 clouds it touches
+    found = {c.name: c for c in checks(rgb)}
+    assert found["glare"].measure == pytest.approx((60 * 120 + 4 * 50 * 29) / 320 / 180)
+    assert found["glare"].text.startswith(f"glare: one near-white region covers {found['glare'].measure:.0%}")
+
+
 def test_thresholds_from_node_parameters():
     t = CheckThresholds.from_params({"check_min_brightness": 60, "check_frozen_frames": 0, "other": 1})
     assert t.min_brightness == 60.0 and t.frozen_frames == 0 and t.max_black == CheckThresholds().max_black

@@ -6,7 +6,11 @@ under a millisecond for 960x540 on one core, bench/ times it):
 - blurred: sharpness (variance of the Laplacian) below `min_sharpness`;
 - dark: mean grey level below `min_brightness` (under-exposure, dusk);
 - over_exposed: share of near-white pixels (>= 240) above `max_saturated`
-  (over-exposure, glare into the sun);
+  (over-exposure);
+- glare: the largest connected near-white region above `max_glare` of the
+  view: a low sun veiling the image around it. A clear sky's clouds break up
+  into many smaller regions (their total share overlaps a glare's), and it is
+  the region nearest the sun, washed out, that the model gets wrong;
 - low_contrast: grey range p98 - p2 below `min_contrast` (a flat, washed-out image);
 - hazy: black point (p2 grey) above `max_black`: dust or haze in the air
   lifts the darkest parts of the scene towards the veil's colour;
@@ -44,6 +48,7 @@ class CheckThresholds:
     min_sharpness: float = 350.0
     min_brightness: float = 80.0
     max_saturated: float = 0.15
+    max_glare: float = 0.10
     min_contrast: float = 50.0
     max_black: float = 110.0
     frozen_frames: int = 2
@@ -66,6 +71,7 @@ _FRAME_CHECKS = (
     ("blurred", "sharpness", "min_sharpness", True, "blurred: sharpness {v:.1f} < {t:g}"),
     ("dark", "brightness", "min_brightness", True, "dark: mean grey {v:.0f} < {t:g}"),
     ("over_exposed", "saturated", "max_saturated", False, "over-exposed: {v:.0%} of the image near white > {t:.0%}"),
+    ("glare", "glare", "max_glare", False, "glare: one near-white region covers {v:.0%} of the view > {t:.0%}"),
     ("low_contrast", "contrast", "min_contrast", True, "low contrast: grey range {v:.0f} < {t:g}"),
     ("hazy", "black", "max_black", False, "hazy (dust in the air?): black point {v:.0f} > {t:g}"),
 )
@@ -73,7 +79,7 @@ _FRAME_CHECKS = (
 
 @dataclass(frozen=True)
 class Condition:
-    name: str  # blurred | dark | over_exposed | low_contrast | hazy | frozen | occluded
+    name: str  # blurred | dark | over_exposed | glare | low_contrast | hazy | frozen | occluded
     measure: float
     text: str  # for /diagnostics: the condition and its measure
 
@@ -102,6 +108,7 @@ class CameraChecks:
             "contrast": float(hi - lo),
             "black": float(lo),
         }
+        m["glare"] = self._largest_white(grey) if m["saturated"] > t.max_glare > 0 else 0.0
         out = []
         for name, measure, limit, below, text in _FRAME_CHECKS:
             value, threshold = m[measure], getattr(t, limit)
@@ -110,6 +117,13 @@ class CameraChecks:
         out += self._temporal(grey)
         self._prev = grey
         return out
+
+    @staticmethod
+    def _largest_white(grey: np.ndarray) -> float:
+        # Only called when near-white pixels are more than max_glare of the view (no region can be
+        # larger otherwise): ~0.2 ms then, nothing on most frames.
+        n, _, stats, _ = cv2.connectedComponentsWithStats((grey >= 240).view(np.uint8), connectivity=8)
+        return float(stats[1:, cv2.CC_STAT_AREA].max()) / grey.size if n > 1 else 0.0
 
     def _temporal(self, grey: np.ndarray) -> list[Condition]:
         t = self.t

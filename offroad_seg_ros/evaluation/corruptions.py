@@ -121,7 +121,7 @@ CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in [
     Corruption("haze", "dust in the air, haze", "veil density 0.30, 0.45, 0.60, 0.72, 0.82 (x1 at the top, "
                "x0.75 at the bottom)", _haze, "hazy"),
     Corruption("glare", "sun glare into a low sun", "a sun in the upper half veiling the image around it, "
-               "radius 150, 250, 350, 450, 550 px, 15% veil over the whole frame", _glare, None),  # see README
+               "radius 150, 250, 350, 450, 550 px, 15% veil over the whole frame", _glare, "glare"),
     Corruption("motion_blur", "motion blur on rough ground", "albumentations MotionBlur, kernel 5, 9, 15, 21, 29 px",
                _albu_transform(lambda A, s: A.MotionBlur(blur_limit=((5, 9, 15, 21, 29)[s - 1],) * 2, p=1.0)),
                "blurred"),

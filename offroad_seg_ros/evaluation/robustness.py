@@ -178,7 +178,8 @@ def robustness_markdown(result: dict[str, Any]) -> str:
               f"{_pct(t['clean_quiet_frames'])} of the frames without an alarm."]
     if t["worst_middle"]:
         w = t["worst_middle"]
-        lines += [f"Worst corruption at severity {mid}: {w['corruption']}, known pixels "
+        lines += [f"Every corruption at severity {mid} withheld entirely (no pixel known)." if not w["coverage"]
+                  else f"Worst corruption at severity {mid}: {w['corruption']}, known pixels "
                   f"{_pct(w['known_accuracy'])} right ({_pct(w['coverage'])} known)."]
     lines += ["", "## The corruptions", "", "| corruption | stands for | severity 1 .. 5 | check |",
               "| --- | --- | --- | --- |"]

@@ -47,6 +47,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "grid_size": ([10.0, 10.0], "grid extent in m along x and y, centred on base_frame"),
     "max_range": (8.0, "m from base_frame; pixels landing farther stay unknown"),
     "obstacle_height": (0.3, "z of the ~/obstacles points, m"),
+    "per_camera_grids": (False, "several cameras: also publish each camera's ~/<name>/grid and ~/<name>/obstacles "
+                         "beside the fused ~/grid and ~/obstacles"),
+    "fused_max_age": (0.5, "s: a camera's newest grid older than this against the newest is left out of ~/grid"),
     "depth": (False, "place pixels by an aligned depth image (topic depth) instead of on flat ground"),
     "depth_fallback": ("flat", "a frame without a paired depth image: flat (flat ground) | skip (no grid)"),
     "depth_slop": (0.02, "s: the largest stamp difference between a colour frame and its depth image"),
@@ -58,6 +61,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "min_sharpness": (CheckThresholds.min_sharpness, "blurred below this variance of the Laplacian (0 = off)"),
         "min_brightness": (CheckThresholds.min_brightness, "dark below this mean grey level (0 = off)"),
         "max_saturated": (CheckThresholds.max_saturated, "over-exposed above this share of near-white pixels"),
+        "max_glare": (CheckThresholds.max_glare, "glare above this share of the view in one near-white region "
+                      "(0 = off)"),
         "min_contrast": (CheckThresholds.min_contrast, "low contrast below this grey range p98 - p2 (0 = off)"),
         "max_black": (CheckThresholds.max_black, "hazy above this black point, p2 grey (0 = off)"),
         "frozen_frames": (CheckThresholds.frozen_frames, "frozen: the same image this many times in a row (0 = off)"),
@@ -108,6 +113,8 @@ def check_parameters(p: dict[str, Any]) -> None:
         if p["grid_resolution"] <= 0 or p["max_range"] <= 0 or len(p["grid_size"]) != 2 or min(p["grid_size"]) <= 0:
             raise ValueError(f"parameters grid_resolution ({p['grid_resolution']}), grid_size ({list(p['grid_size'])}) "
                              f"and max_range ({p['max_range']}) must be positive, grid_size two values")
+        if p["fused_max_age"] <= 0:
+            raise ValueError(f"parameter fused_max_age must be > 0 s, got {p['fused_max_age']}")
         if p["depth_fallback"] not in ("flat", "skip"):
             raise ValueError(f"parameter depth_fallback must be flat or skip, got {p['depth_fallback']!r}")
     if p["degraded_policy"] not in DEGRADED_POLICIES:
@@ -147,6 +154,11 @@ class NodeConfig:
             grid = GridSpec(p["grid_resolution"], size_x, size_y, max_range=p["max_range"])
         return cls(dict(p), camera_names(p), {name: bool(p[f"publish_{name}"]) for name in OUTPUTS},
                    1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0, grid, CheckThresholds.from_params(p))
+
+    @property
+    def fused(self) -> bool:
+        """Several cameras with ground outputs: ~/grid and ~/obstacles are their fusion."""
+        return self.grid is not None and self.cameras != [""]
 
     @property
     def image_topic(self) -> str:
