@@ -11,6 +11,8 @@ from nav_msgs.msg import OccupancyGrid
 from rosutil import image_cdr, random_rgb
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
+from offroad_seg_ros.ground.fusion import fuse_frames
+from offroad_seg_ros.ground.mapper import GroundFrame
 from offroad_seg_ros.ground.projection import (
     CameraModel,
     CameraPose,
@@ -158,3 +160,48 @@ def test_min_confidence_makes_the_unsure_pixels_unknown_in_cost_and_grid(start_n
     got = np.array(stamped(grids)[-1].data, np.int8)
     np.testing.assert_array_equal(got, want)  # unsure pixels neither mark nor clear a cell
     assert (occupancy_values(proj.project(mask, costs_of)[0]) != got).any()  # and that changed the grid
+
+
+def test_two_cameras_fuse_into_one_grid(start_node, peer, tiny_artifact):
+    poses = {"front": [0.2, 0.0, 1.5, 0.0, 0.35, 0.0], "left": [0.0, 0.2, 1.5, 0.0, 0.35, 1.5708]}
+    node = start_node("-p", "cameras:=['front', 'left']", "-p", "publish_grid:=true", "-p", "publish_obstacles:=true",
+                      "-p", "base_frame:=base", "-p", "grid_resolution:=0.1", "-p", "grid_size:=[20.0, 20.0]",
+                      "-p", "max_range:=9.0",
+                      *[a for c, pose in poses.items() for a in ("-p", f"{c}.camera_pose:={pose}")])
+    grids = peer.collect(OccupancyGrid, "/segmentation_node/grid")
+    clouds = peer.collect(PointCloud2, "/segmentation_node/obstacles")
+    pubs = {c: peer.publisher(Image, f"/{c}/image") for c in poses}
+    infos = {c: peer.publisher(CameraInfo, f"/{c}/camera_info") for c in poses}
+    node.wait_for_line("segmenting /left/image")
+    for pub in [*pubs.values(), *infos.values()]:
+        peer.wait_for_subscriber(pub)
+    rgb = {c: random_rgb(H, W, seed=20 + i) for i, c in enumerate(poses)}
+    spec = GridSpec(0.1, 20.0, 20.0, max_range=9.0)
+    centres = spec.centres(np.arange(spec.rows * spec.cols))
+
+    def sees(grid, axis):  # known cells more than 1 m out along x (front) or y (left)
+        known = np.array(grid.data) >= 0
+        return (known & (centres[:, axis] > 1.0) & (np.abs(centres[:, 1 - axis]) < 0.5)).any()
+
+    _send_with_info(peer, pubs["front"], infos["front"], image_cdr(rgb["front"], sec=2), _info(),
+                    lambda: grids and sees(grids[-1], 0), what="a fused grid with the front camera's view")
+    _send_with_info(peer, pubs["left"], infos["left"], image_cdr(rgb["left"], sec=2, nanosec=1), _info(),
+                    lambda: sees(grids[-1], 0) and sees(grids[-1], 1) and clouds and
+                    clouds[-1].header.stamp.nanosec == 1, what="a fused grid with both views")
+    grid = grids[-1]
+    assert (grid.header.frame_id, grid.header.stamp.sec, grid.header.stamp.nanosec) == ("base", 2, 1)  # the newest
+
+    seg = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
+    costs = ClassCosts(seg.classes, seg.classes.cost_lut())
+    camera = CameraModel(W, H, tuple(K), (-0.1, 0.01, 0.0, 0.0, 0.0), "plumb_bob")
+    frames = []
+    for c, pose in poses.items():
+        cost, obstacle, count = GroundProjector(camera, CameraPose.from_list(pose), spec).project_counted(
+            seg(rgb[c]).mask, costs)
+        frames.append(GroundFrame(cost, obstacle, False, count))
+    want = fuse_frames(frames)
+    np.testing.assert_array_equal(np.array(grid.data, np.int8), occupancy_values(want.cost))
+    np.testing.assert_array_equal(np.frombuffer(bytes(clouds[-1].data), "<f4").reshape(-1, 4),
+                                  obstacle_points(want.cost, want.obstacle, spec, 0.3))
+    # per-camera grids only with per_camera_grids:=true
+    assert peer.node.count_publishers("/segmentation_node/front/grid") == 0

@@ -28,3 +28,24 @@ def bench_projection(out: Table, table: ClassTable, n: int) -> None:
     depth = np.random.default_rng(1).uniform(0.5, 12, (540, 960)).astype(np.float32)
     t = timeit(lambda: proj.project(mask, costs, depth), n)
     out.row("projection: with a 960x540 depth image, one frame, p50", np.median(t) * 1e3, "ms", "projection_depth_ms")
+    # Out to 10 m: far pixel rows span several 5 cm cells; the cells between them are filled from
+    # the pixel their centre falls in (no holes), so more cells carry a value than pixels reach.
+    far = GroundProjector(camera, pose, GridSpec(0.05, 20.0, 20.0, max_range=10.0))
+    t = timeit(lambda: far.project(mask, costs), n * 3)
+    out.row(f"projection: 400x400 cells out to 10 m, one frame ({far.view_cells.size} cells in view), p50",
+            np.median(t) * 1e3,
+            "ms", "projection_10m_ms")
+    bench_fusion(out, far, mask, costs, n)
+
+
+def bench_fusion(out: Table, proj, mask: np.ndarray, costs, n: int) -> None:
+    """Several cameras' 400x400 grids fused into one (ground/fusion.py), per fused grid."""
+    from offroad_seg_ros.ground.fusion import fuse_frames
+    from offroad_seg_ros.ground.mapper import GroundFrame
+
+    cost, obstacle, count = proj.project_counted(mask, costs)
+    for cams in (2, 4):
+        frames = [GroundFrame(np.rot90(cost, k).copy(), np.rot90(obstacle, k).copy(), False,
+                              np.rot90(count, k).copy()) for k in range(cams)]
+        t = timeit(lambda f=frames: fuse_frames(f), n * 3)
+        out.row(f"fusing {cams} cameras' 400x400 grids, p50", np.median(t) * 1e3, "ms", f"fusion_{cams}_ms")

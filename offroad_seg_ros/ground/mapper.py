@@ -39,6 +39,7 @@ class GroundFrame:
     cost: np.ndarray  # uint8 (rows, cols), 255 unknown
     obstacle: np.ndarray  # bool (rows, cols)
     used_depth: bool
+    count: np.ndarray | None = None  # int32 (rows, cols): ground and obstacle pixels behind each cell
 
     def occupancy(self) -> np.ndarray:
         return occupancy_values(self.cost)
@@ -121,9 +122,9 @@ class GroundMapper:
                     depth = depth_metres(depth_raw, model.width, model.height)
                 except ImageConversionError as exc:
                     return self._skip(f"depth image refused: {exc}")
-        cost, obstacle = projector.project(mask, self.costs, depth)
+        cost, obstacle, count = projector.project_counted(mask, self.costs, depth)
         self.projected += 1
-        return GroundFrame(cost, obstacle, depth is not None)
+        return GroundFrame(cost, obstacle, depth is not None, count)
 
     def _pair_depth(self, stamp_ns: int) -> bytes | None:
         if not self._depth:

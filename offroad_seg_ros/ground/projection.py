@@ -85,10 +85,11 @@ class CameraModel:
             out = cv2.fisheye.undistortPoints(pts, self.matrix, d[:4] if d.size >= 4 else np.zeros(4), R=eye, P=eye,
                                               criteria=crit)
         elif d.size and np.any(d):
-            if hasattr(cv2, "undistortPointsIter"):  # OpenCV 4; 5 takes the criteria in undistortPoints
+            if hasattr(cv2, "undistortPointsIter"):
                 out = cv2.undistortPointsIter(pts, self.matrix, d, eye, eye, crit)
-            else:
-                out = cv2.undistortPoints(pts, self.matrix, d, R=eye, P=eye, criteria=crit)
+            else:  # OpenCV 5 (robots keep 4 for cv_bridge): undistortPoints takes the criteria
+                undistort: Any = cv2.undistortPoints
+                out = undistort(pts, self.matrix, d, R=eye, P=eye, criteria=crit)
         else:
             k = self.matrix
             return np.stack([(uv[:, 0] - k[0, 2]) / k[0, 0], (uv[:, 1] - k[1, 2]) / k[1, 1]], 1)
@@ -287,6 +288,13 @@ class GroundProjector:
         from a class mask of the camera's size; with `depth` (metres along the
         optical axis, same size; 0 / NaN / inf invalid) pixels are placed by
         depth instead of on the flat ground."""
+        cost, obstacle, _ = self.project_counted(mask, costs, depth)
+        return cost, obstacle
+
+    def project_counted(self, mask: np.ndarray, costs: ClassCosts,
+                        depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`project`, and the int32 number of ground or obstacle pixels behind each cell (what
+        fusing several cameras weighs them by)."""
         h, w = self.camera.height, self.camera.width
         if mask.shape != (h, w):
             raise ProjectionError(f"mask is {mask.shape[1]}x{mask.shape[0]}, camera_info says {w}x{h}")
@@ -310,7 +318,7 @@ class GroundProjector:
         return self.grid.cells(self.origin[:2].astype(np.float32) + self._rays_xy * d[:, None])
 
     def _reduce(self, keys: np.ndarray, costs: ClassCosts,
-                cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """keys = cell x (classes + 1) + bucket -> per-cell class histogram ->
         the cell rule. `cells`: the grid cells the key's cell numbers stand for
         (None: all of the grid, in order)."""
@@ -325,13 +333,17 @@ class GroundProjector:
         ground_cost = np.where(ground_hist.any(1), costs.cost_u8[costs.ground_classes][ground_hist.argmax(1)],
                                np.uint8(UNKNOWN))
         values = np.where(obstacle, obstacle_cost, ground_cost)
+        count = hist[:, :costs.n].sum(1, dtype=np.int32)
+        shape = (g.rows, g.cols)
         if cells is None:
-            return values.reshape(g.rows, g.cols), obstacle.reshape(g.rows, g.cols)
+            return values.reshape(shape), obstacle.reshape(shape), count.reshape(shape)
         out = np.full(g.rows * g.cols, UNKNOWN, np.uint8)
         out[cells] = values
         flags = np.zeros(g.rows * g.cols, bool)
         flags[cells] = obstacle
-        return out.reshape(g.rows, g.cols), flags.reshape(g.rows, g.cols)
+        counts = np.zeros(g.rows * g.cols, np.int32)
+        counts[cells] = count
+        return out.reshape(shape), flags.reshape(shape), counts.reshape(shape)
 
 
 class TorchGroundProjector:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from offroad_seg_ros.ground.mapper import GroundMapper
+from offroad_seg_ros.ground.mapper import GroundFrame, GroundMapper
 from offroad_seg_ros.ground.projection import CameraPose, ClassCosts
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.node.health import WARN
@@ -87,17 +87,19 @@ class Camera:
             values += self.ground.values()
         return level, message, values
 
-    def ground_fields(self, mask: Any, sec: int, nanosec: int,
-                      c: NodeConfig) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The frame's ~/grid and ~/obstacles message fields (None for those not
-        published, or both when the frame got no grid: counted in diagnostics)."""
-        assert self.ground is not None and c.grid is not None
-        frame = self.ground.project(mask, sec * 10**9 + nanosec)
-        if frame is None:
-            return None, None
-        header = header_fields(sec, nanosec, str(c.params["base_frame"]))
-        grid = grid_fields(c.grid, frame.occupancy(), header) if c.params["publish_grid"] else None
-        cloud = None
-        if c.params["publish_obstacles"]:
-            cloud = cloud_fields(frame.points(c.grid, float(c.params["obstacle_height"])), header)
-        return grid, cloud
+    def ground_frame(self, mask: Any, sec: int, nanosec: int) -> GroundFrame | None:
+        """The frame's grid, or None when it got none (counted in diagnostics)."""
+        assert self.ground is not None
+        return self.ground.project(mask, sec * 10**9 + nanosec)
+
+
+def ground_fields(frame: GroundFrame, sec: int, nanosec: int,
+                  c: NodeConfig) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A grid's ~/grid and ~/obstacles message fields (None for those not published)."""
+    assert c.grid is not None
+    header = header_fields(sec, nanosec, str(c.params["base_frame"]))
+    grid = grid_fields(c.grid, frame.occupancy(), header) if c.params["publish_grid"] else None
+    cloud = None
+    if c.params["publish_obstacles"]:
+        cloud = cloud_fields(frame.points(c.grid, float(c.params["obstacle_height"])), header)
+    return grid, cloud

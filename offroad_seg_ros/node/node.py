@@ -33,8 +33,10 @@ from std_msgs.msg import Header
 from offroad_seg_ros.core.artifact import ArtifactError
 from offroad_seg_ros.core.model import ModelConfigError
 from offroad_seg_ros.data.camera_checks import CameraChecks
+from offroad_seg_ros.ground.fusion import GridFusion
+from offroad_seg_ros.ground.mapper import GroundFrame
 from offroad_seg_ros.inference.segmenter import Segmenter
-from offroad_seg_ros.node.camera import Camera, camera_topic, ground_mapper
+from offroad_seg_ros.node.camera import Camera, camera_topic, ground_fields, ground_mapper
 from offroad_seg_ros.node.health import Health
 from offroad_seg_ros.node.latest import LatestFrameWorker
 from offroad_seg_ros.node.messages import FLOAT32, POINT_FIELDS, fill, header_fields, status_fields
@@ -62,6 +64,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.configure_error: BaseException | None = None
         self.finalized = False
         self.diag_pub: Any = None
+        self.fusion: GridFusion | None = None  # several cameras: ~/grid and ~/obstacles fuse theirs
+        self.fused_pubs: tuple[Any, Any] = (None, None)  # (~/grid, ~/obstacles) of the fusion
         self._timer: Any = None
         if lifecycle:
             self.get_logger().info("lifecycle node: unconfigured, waiting for configure")
@@ -161,6 +165,9 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.worker.call(seg.warm_up, interrupt)
         self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 1)
         self.cameras = {name: self._camera(name, c, seg) for name in c.cameras}
+        if c.fused:
+            self.fusion = GridFusion(p["fused_max_age"])
+            self.fused_pubs = self._ground_publishers("~/grid", "~/obstacles")
 
     def _camera(self, name: str, c: NodeConfig, seg: Segmenter) -> Camera:
         p = c.params
@@ -178,11 +185,15 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                 self.declare_parameter(key, list(pose), ParameterDescriptor(description=f"camera_pose of {name}"))
             pose = self.get_parameter(key).value
         cam.ground = ground_mapper(c, list(pose), seg, self.resolve_topic_name(cam.topic("camera_info")))
-        if p["publish_grid"]:
-            cam.grid_pub = self.create_lifecycle_publisher(OccupancyGrid, cam.output("grid"), 1)
-        if p["publish_obstacles"]:
-            cam.cloud_pub = self.create_lifecycle_publisher(PointCloud2, cam.output("obstacles"), 1)
+        if not c.fused or p["per_camera_grids"]:
+            cam.grid_pub, cam.cloud_pub = self._ground_publishers(cam.output("grid"), cam.output("obstacles"))
         return cam
+
+    def _ground_publishers(self, grid: str, obstacles: str) -> tuple[Any, Any]:
+        assert self.config is not None
+        flags = self.config.params
+        return (self.create_lifecycle_publisher(OccupancyGrid, grid, 1) if flags["publish_grid"] else None,
+                self.create_lifecycle_publisher(PointCloud2, obstacles, 1) if flags["publish_obstacles"] else None)
 
     def _unsubscribe(self) -> None:
         for cam in self.cameras.values():
@@ -205,6 +216,10 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                 if pub is not None:
                     self.destroy_lifecycle_publisher(pub)
         self.cameras = {}
+        for pub in self.fused_pubs:
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.fused_pubs, self.fusion = (None, None), None
         if self.diag_pub is not None:
             self.destroy_lifecycle_publisher(self.diag_pub)
             self.diag_pub = None
@@ -227,6 +242,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         frames = [(cam.pipeline, batch[cam.name], cam.wanted(self.config.enabled)) for cam in cams]
         failures = [cam.pipeline.health.failed for cam in cams]
         results = process_batch(self.segmenter, frames)
+        fused = False
         for cam, result, failed_before in zip(cams, results, failures):
             health = cam.pipeline.health
             if result is None:
@@ -244,17 +260,28 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             for name, fields in result.outputs.items():
                 if name in cam.pubs:
                     cam.pubs[name].publish(Image(header=header, **fields))
-            if cam.ground is not None and not result.withheld:
-                self._publish_ground(cam, result.ground_mask, h.sec, h.nanosec)
+            ground = cam.ground_frame(result.ground_mask, h.sec, h.nanosec) \
+                if cam.ground is not None and not result.withheld else None
+            if ground is not None:
+                self._publish_ground((cam.grid_pub, cam.cloud_pub), ground, h.sec, h.nanosec)
+                if self.fusion is not None:
+                    self.fusion.update(cam.name, ground, h.sec * 10**9 + h.nanosec)
+                    fused = True
             health.frame_done(h.sec, h.nanosec, self.get_clock().now().nanoseconds * 1e-9)
+        latest = self.fusion.fused() if fused and self.fusion is not None else None
+        if latest is not None:  # once a batch, stamped with the newest grid in it
+            grid, stamp, _ = latest
+            self._publish_ground(self.fused_pubs, grid, stamp // 10**9, stamp % 10**9)
 
-    def _publish_ground(self, cam: Camera, mask: Any, sec: int, nanosec: int) -> None:
+    def _publish_ground(self, pubs: tuple[Any, Any], frame: GroundFrame, sec: int, nanosec: int) -> None:
         assert self.config is not None
-        grid, cloud = cam.ground_fields(mask, sec, nanosec, self.config)
-        if grid is not None and cam.grid_pub is not None:
-            cam.grid_pub.publish(fill(OccupancyGrid(), grid))
-        if cloud is not None and cam.cloud_pub is not None:
-            cam.cloud_pub.publish(fill(PointCloud2(fields=CLOUD_FIELDS), cloud))
+        if pubs == (None, None):
+            return
+        grid, cloud = ground_fields(frame, sec, nanosec, self.config)
+        if grid is not None and pubs[0] is not None:
+            pubs[0].publish(fill(OccupancyGrid(), grid))
+        if cloud is not None and pubs[1] is not None:
+            pubs[1].publish(fill(PointCloud2(fields=CLOUD_FIELDS), cloud))
 
     def _failed(self, batch: dict[str, bytes], exc: BaseException) -> None:
         if self.worker is None:
