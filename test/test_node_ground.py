@@ -4,16 +4,21 @@ camera_info and refusing a bad one are visible in /diagnostics."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import OccupancyGrid
+from nav_msgs.msg import OccupancyGrid, Odometry
 from rosutil import image_cdr, random_rgb
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from test_nav2 import readme_costmap, static_layer_cost
 
 from offroad_seg_ros.ground.fusion import fuse_frames
+from offroad_seg_ros.ground.local_map import LocalMap, MapSpec, odometry_pose
 from offroad_seg_ros.ground.mapper import GroundFrame
 from offroad_seg_ros.ground.projection import (
+    UNKNOWN,
     CameraModel,
     CameraPose,
     ClassCosts,
@@ -205,3 +210,67 @@ def test_two_cameras_fuse_into_one_grid(start_node, peer, tiny_artifact):
                                   obstacle_points(want.cost, want.obstacle, spec, 0.3))
     # per-camera grids only with per_camera_grids:=true
     assert peer.node.count_publishers("/segmentation_node/front/grid") == 0
+
+
+def test_local_map_over_odometry_from_two_cameras(start_node, peer, tiny_artifact):
+    poses = {"front": [0.2, 0.0, 1.5, 0.0, 0.35, 0.0], "left": [0.0, 0.2, 1.5, 0.0, 0.35, 1.5708]}
+    node = start_node("-p", "cameras:=['front', 'left']", "-p", "publish_map:=true", "-p", "grid_resolution:=0.1",
+                      "-p", "grid_size:=[20.0, 20.0]", "-p", "max_range:=9.0", "-p", "map_resolution:=0.2",
+                      "-p", "map_size:=24.0", "-p", "map_rate:=10.0", "-p", "map_mark_after:=1",
+                      "-p", "diagnostics_period:=0.2",
+                      *[a for c, pose in poses.items() for a in ("-p", f"{c}.camera_pose:={pose}")])
+    maps = peer.collect(OccupancyGrid, "/segmentation_node/map")
+    diags = peer.collect(DiagnosticArray, "/diagnostics")
+    pubs = {c: peer.publisher(Image, f"/{c}/image") for c in poses}
+    infos = {c: peer.publisher(CameraInfo, f"/{c}/camera_info") for c in poses}
+    odom_pub = peer.publisher(Odometry, "/odom")
+    node.wait_for_line("segmenting /left/image")
+    for pub in [*pubs.values(), *infos.values(), odom_pub]:
+        peer.wait_for_subscriber(pub)
+    assert peer.node.count_publishers("/segmentation_node/grid") == 0  # the map alone was asked for
+
+    def odometry(sec: int, x: float, y: float, yaw: float) -> Odometry:
+        msg = Odometry()
+        msg.header.stamp.sec, msg.header.frame_id, msg.child_frame_id = sec, "odom", "base"
+        msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+        msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        return msg
+
+    # The robot stands at (5, 3) facing +y; the offline answer: the same grids placed the same way.
+    here = odometry(2, 5.0, 3.0, math.pi / 2)
+    rgb = {c: random_rgb(H, W, seed=30 + i) for i, c in enumerate(poses)}
+    seg = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
+    costs = ClassCosts(seg.classes, seg.classes.cost_lut())
+    camera = CameraModel(W, H, tuple(K), (-0.1, 0.01, 0.0, 0.0, 0.0), "plumb_bob")
+    spec = GridSpec(0.1, 20.0, 20.0, max_range=9.0)
+    offline = LocalMap(MapSpec(resolution=0.2, size=24.0, mark_after=1), spec)
+    offline.on_odometry(*odometry_pose(here))
+    for c, pose in poses.items():
+        cost, obstacle, count = GroundProjector(camera, CameraPose.from_list(pose), spec).project_counted(
+            seg(rgb[c]).mask, costs)
+        assert offline.integrate(GroundFrame(cost, obstacle, False, count), 2 * 10**9)
+    want_cost, window, _ = offline.snapshot()
+    want = occupancy_values(want_cost).reshape(-1)
+    assert (want >= 0).sum() > 300  # both cameras' views, in odom cells
+
+    for c in poses:  # odometry and camera_info with every frame: any of them may be lost
+        peer.send_until(pubs[c], image_cdr(rgb[c], sec=2, frame_id=f"{c}_optical"),
+                        lambda c=c: maps and (np.array(maps[-1].data) >= 0).sum() > (50 if c == "front" else 300),
+                        what=f"~/map with {c}'s view", before=lambda c=c: (odom_pub.publish(here),
+                                                                          infos[c].publish(_info())))
+    peer.spin_until(lambda: np.array_equal(np.array(maps[-1].data, np.int8), want), what="~/map as placed offline")
+    m = maps[-1]
+    assert (m.header.frame_id, m.header.stamp.sec, m.info.resolution) == ("odom", 2, pytest.approx(0.2))
+    assert (m.info.width, m.info.height) == (120, 120)
+    assert (m.info.origin.position.x, m.info.origin.position.y) == pytest.approx(window.origin)
+    # What Nav2's StaticLayer makes of it with the README's costmap: the class costs, within 2.
+    nav2 = static_layer_cost(np.array(m.data, np.int8), readme_costmap()).astype(int)
+    known = want_cost.reshape(-1) != UNKNOWN
+    assert (np.abs(nav2[known] - want_cost.reshape(-1)[known]) <= 2).all() and (nav2[~known] == 255).all()
+
+    # A 10 m leap of the odometry (a reset): the map clears, and /diagnostics says so.
+    odom_pub.publish(odometry(3, 15.0, 3.0, math.pi / 2))
+    peer.spin_until(lambda: any(s.name.endswith(": local map") and "odometry leapt 10.00 m" in s.message
+                                for d in diags for s in d.status), what="the jump in /diagnostics")
+    peer.spin_until(lambda: (np.array(maps[-1].data) == -1).all() and maps[-1].header.stamp.sec == 3,
+                    what="a cleared ~/map")

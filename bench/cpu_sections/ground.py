@@ -36,6 +36,7 @@ def bench_projection(out: Table, table: ClassTable, n: int) -> None:
             np.median(t) * 1e3,
             "ms", "projection_10m_ms")
     bench_fusion(out, far, mask, costs, n)
+    bench_local_map(out, far, mask, costs, n)
 
 
 def bench_fusion(out: Table, proj, mask: np.ndarray, costs, n: int) -> None:
@@ -49,3 +50,26 @@ def bench_fusion(out: Table, proj, mask: np.ndarray, costs, n: int) -> None:
                               np.rot90(count, k).copy()) for k in range(cams)]
         t = timeit(lambda f=frames: fuse_frames(f), n * 3)
         out.row(f"fusing {cams} cameras' 400x400 grids, p50", np.median(t) * 1e3, "ms", f"fusion_{cams}_ms")
+
+
+def bench_local_map(out: Table, proj, mask: np.ndarray, costs, n: int) -> None:
+    """One camera's 400x400 grid placed into a 30 m window of 0.1 m cells (ground/local_map.py), and a
+    snapshot for ~/map: the cost per frame and camera, and per published map."""
+    from offroad_seg_ros.ground.local_map import LocalMap, MapSpec, Pose2D
+    from offroad_seg_ros.ground.mapper import GroundFrame
+
+    cost, obstacle, count = proj.project_counted(mask, costs)
+    frame = GroundFrame(cost, obstacle, False, count)
+    m = LocalMap(MapSpec(resolution=0.1, size=30.0), proj.grid)
+    step = [0]
+
+    def drive() -> None:  # 5 cm and 0.01 rad a frame: scrolling included
+        k = step[0] = step[0] + 1
+        m.on_odometry(k * 10**8, Pose2D(0.05 * k, 0.0, 0.01 * k))
+        m.integrate(frame, k * 10**8)
+
+    t = timeit(drive, n * 3)
+    out.row(f"local map: one camera's grid placed ({int(obstacle.sum())} obstacle cells), p50", np.median(t) * 1e3,
+            "ms", "map_update_ms")
+    t = timeit(m.snapshot, n * 3)
+    out.row("local map: snapshot of 300x300 cells for ~/map, p50", np.median(t) * 1e3, "ms", "map_snapshot_ms")

@@ -28,6 +28,7 @@ import threading
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,13 @@ class Pose2D:
 
 def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def odometry_pose(msg: Any) -> tuple[int, Pose2D, str]:
+    """(stamp ns, base pose, frame) of a nav_msgs/Odometry (rclpy or rosbags message)."""
+    stamp, p, q = msg.header.stamp, msg.pose.pose.position, msg.pose.pose.orientation
+    return (int(stamp.sec) * 10**9 + int(stamp.nanosec), Pose2D(float(p.x), float(p.y),
+            yaw_from_quaternion(q.x, q.y, q.z, q.w)), str(msg.header.frame_id))
 
 
 class OdometryTrack:
@@ -133,6 +141,7 @@ class LocalMap:
         self.corner = (0, 0)  # (col, row) of the window's lower-left cell on the odometry frame's lattice
         self.track = OdometryTrack(spec.jump_m)
         self.newest_ns = 0
+        self.frame_id = ""  # the odometry's frame: the map's
         self.frames = self.skipped = self.jumps = 0
         self.last_jump = ""
         self._reported_jumps = self._reported_skips = 0
@@ -141,9 +150,10 @@ class LocalMap:
         self._grid_xy = grid.centres(np.arange(grid.rows * grid.cols))
 
     # -- odometry (executor thread) ------------------------------------------------
-    def on_odometry(self, stamp_ns: int, pose: Pose2D) -> str | None:
+    def on_odometry(self, stamp_ns: int, pose: Pose2D, frame_id: str = "") -> str | None:
         """A pose of the base in the odometry frame; the jump reason if it cleared the map."""
         with self._lock:
+            self.frame_id = frame_id or self.frame_id
             reason = self.track.add(stamp_ns, pose)
             if reason:
                 self.jumps += 1

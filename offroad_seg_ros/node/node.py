@@ -21,12 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from nav_msgs.msg import OccupancyGrid
+from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -34,12 +34,14 @@ from offroad_seg_ros.core.artifact import ArtifactError
 from offroad_seg_ros.core.model import ModelConfigError
 from offroad_seg_ros.data.camera_checks import CameraChecks
 from offroad_seg_ros.ground.fusion import GridFusion
+from offroad_seg_ros.ground.local_map import LocalMap, odometry_pose
 from offroad_seg_ros.ground.mapper import GroundFrame
+from offroad_seg_ros.ground.projection import occupancy_values
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.node.camera import Camera, camera_topic, ground_fields, ground_mapper
-from offroad_seg_ros.node.health import Health
+from offroad_seg_ros.node.health import OK, WARN, Health
 from offroad_seg_ros.node.latest import LatestFrameWorker
-from offroad_seg_ros.node.messages import FLOAT32, POINT_FIELDS, fill, header_fields, status_fields
+from offroad_seg_ros.node.messages import FLOAT32, POINT_FIELDS, fill, grid_fields, header_fields, status_fields
 from offroad_seg_ros.node.params import OUTPUTS, PARAMETERS, NodeConfig, parse_cost_overrides
 from offroad_seg_ros.node.pipeline import FramePipeline, process_batch
 from offroad_seg_ros.node.shutdown import MODEL_THREAD, Shutdown
@@ -66,7 +68,11 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.diag_pub: Any = None
         self.fusion: GridFusion | None = None  # several cameras: ~/grid and ~/obstacles fuse theirs
         self.fused_pubs: tuple[Any, Any] = (None, None)  # (~/grid, ~/obstacles) of the fusion
+        self.local_map: LocalMap | None = None  # ~/map: the grids over odometry
+        self.map_pub: Any = None
+        self._map_timer: Any = None
         self._timer: Any = None
+        self._map_sub: Any = None
         if lifecycle:
             self.get_logger().info("lifecycle node: unconfigured, waiting for configure")
             return
@@ -113,6 +119,11 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                                                              qos_profile_sensor_data, raw=True))
             self.get_logger().info(f"segmenting {self.resolve_topic_name(topic)} with {seg.name} on "
                                    f"{seg.device} ({seg.precision}, {seg.backend})")
+        if self.local_map is not None:
+            self._map_sub = self.create_subscription(Odometry, p["odom_topic"], self._on_odometry,
+                                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
+            self._map_timer = self.create_timer(1.0 / p["map_rate"], self._publish_map,
+                                                clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Steady time: diagnostics keep coming while a simulation (or a paused bag) holds /clock still.
         self._timer = self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics,
                                         clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -168,6 +179,12 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         if c.fused:
             self.fusion = GridFusion(p["fused_max_age"])
             self.fused_pubs = self._ground_publishers("~/grid", "~/obstacles")
+        if p["publish_map"]:
+            assert c.grid is not None
+            self.local_map = LocalMap(c.map_spec(), c.grid)
+            # Transient local: Nav2's StaticLayer subscribes so (map_subscribe_transient_local).
+            self.map_pub = self.create_lifecycle_publisher(OccupancyGrid, "~/map", QoSProfile(
+                depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
 
     def _camera(self, name: str, c: NodeConfig, seg: Segmenter) -> Camera:
         p = c.params
@@ -200,9 +217,13 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             for sub in cam.subs:
                 self.destroy_subscription(sub)
             cam.subs.clear()
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        for timer in (self._timer, self._map_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
+        self._timer = self._map_timer = None
+        if self._map_sub is not None:
+            self.destroy_subscription(self._map_sub)
+            self._map_sub = None
 
     def _release(self) -> None:
         if self.worker is not None:
@@ -220,6 +241,9 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self.fused_pubs, self.fusion = (None, None), None
+        if self.map_pub is not None:
+            self.destroy_lifecycle_publisher(self.map_pub)
+        self.map_pub, self.local_map = None, None
         if self.diag_pub is not None:
             self.destroy_lifecycle_publisher(self.diag_pub)
             self.diag_pub = None
@@ -267,6 +291,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                 if self.fusion is not None:
                     self.fusion.update(cam.name, ground, h.sec * 10**9 + h.nanosec)
                     fused = True
+                if self.local_map is not None:  # each camera at its own stamp's pose
+                    self.local_map.integrate(ground, h.sec * 10**9 + h.nanosec)
             health.frame_done(h.sec, h.nanosec, self.get_clock().now().nanoseconds * 1e-9)
         latest = self.fusion.fused() if fused and self.fusion is not None else None
         if latest is not None:  # once a batch, stamped with the newest grid in it
@@ -282,6 +308,19 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             pubs[0].publish(fill(OccupancyGrid(), grid))
         if cloud is not None and pubs[1] is not None:
             pubs[1].publish(fill(PointCloud2(fields=CLOUD_FIELDS), cloud))
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        if self.local_map is not None:
+            self.local_map.on_odometry(*odometry_pose(msg))
+
+    def _publish_map(self) -> None:
+        m, pub, c = self.local_map, self.map_pub, self.config
+        snapshot = m.snapshot() if m is not None else None
+        if snapshot is None or pub is None or c is None:
+            return
+        cost, window, stamp = snapshot
+        header = header_fields(stamp // 10**9, stamp % 10**9, m.frame_id or "odom")  # type: ignore[union-attr]
+        pub.publish(fill(OccupancyGrid(), grid_fields(window, occupancy_values(cost), header)))
 
     def _failed(self, batch: dict[str, bytes], exc: BaseException) -> None:
         if self.worker is None:
@@ -300,6 +339,12 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                                                      worker.dropped_by.get(cam.name, 0))
             fields = status_fields(level, f"{self.get_fully_qualified_name()}: {cam.label}", message, str(seg.device))
             statuses.append(DiagnosticStatus(values=[KeyValue(key=k, value=v) for k, v in values], **fields))
+        if self.local_map is not None:
+            problem = self.local_map.condition()
+            fields = status_fields(WARN if problem else OK, f"{self.get_fully_qualified_name()}: local map",
+                                   problem or f"{self.local_map.frames} frame(s) placed", str(seg.device))
+            statuses.append(DiagnosticStatus(values=[KeyValue(key=k, value=v) for k, v in self.local_map.values()],
+                                             **fields))
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=statuses))
 
     def destroy_node(self) -> None:

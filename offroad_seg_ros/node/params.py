@@ -13,6 +13,7 @@ from typing import Any
 from offroad_seg_ros.core.calibration import DEFAULT_MIN_CONFIDENCE
 from offroad_seg_ros.data.camera_checks import DEFAULT_DEGRADED_POLICY, DEGRADED_POLICIES, CheckThresholds
 from offroad_seg_ros.data.image_msgs import MAX_PIXELS
+from offroad_seg_ros.ground.local_map import MapSpec
 from offroad_seg_ros.ground.projection import GridSpec
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -50,6 +51,15 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "per_camera_grids": (False, "several cameras: also publish each camera's ~/<name>/grid and ~/<name>/obstacles "
                          "beside the fused ~/grid and ~/obstacles"),
     "fused_max_age": (0.5, "s: a camera's newest grid older than this against the newest is left out of ~/grid"),
+    "publish_map": (False, "publish ~/map: a rolling local map in the odometry frame (nav_msgs/OccupancyGrid)"),
+    "odom_topic": ("odom", "nav_msgs/Odometry that places frames into ~/map (its frame is the map's)"),
+    "map_resolution": (0.1, "m per ~/map cell"),
+    "map_size": (30.0, "m: side of the square ~/map window, centred on the robot"),
+    "map_rate": (2.0, "Hz: ~/map publishing rate"),
+    "map_memory": (10.0, "s: a ~/map cell not seen for this long goes back to unknown"),
+    "map_mark_after": (2, "frames that must see an obstacle in a ~/map cell before it shows"),
+    "map_jump": (1.0, "m: odometry leaping farther between two messages clears ~/map"),
+    "map_odom_slop": (0.1, "s: how far a frame's stamp may lie beyond the odometry received"),
     "depth": (False, "place pixels by an aligned depth image (topic depth) instead of on flat ground"),
     "depth_fallback": ("flat", "a frame without a paired depth image: flat (flat ground) | skip (no grid)"),
     "depth_slop": (0.02, "s: the largest stamp difference between a colour frame and its depth image"),
@@ -109,10 +119,18 @@ def check_parameters(p: dict[str, Any]) -> None:
     if not 8 <= p["input_bits"] <= 16:
         raise ValueError(f"parameter input_bits must be within 8..16 (significant bits of 16-bit input), "
                          f"got {p['input_bits']}")
-    if p["publish_grid"] or p["publish_obstacles"]:
+    if p["publish_grid"] or p["publish_obstacles"] or p["publish_map"]:
         if p["grid_resolution"] <= 0 or p["max_range"] <= 0 or len(p["grid_size"]) != 2 or min(p["grid_size"]) <= 0:
             raise ValueError(f"parameters grid_resolution ({p['grid_resolution']}), grid_size ({list(p['grid_size'])}) "
                              f"and max_range ({p['max_range']}) must be positive, grid_size two values")
+        if p["publish_map"]:
+            bad = [f"{k}={p[k]}" for k in ("map_resolution", "map_size", "map_rate", "map_memory", "map_jump")
+                   if not p[k] > 0]
+            bad += [f"map_mark_after={p['map_mark_after']}"] if p["map_mark_after"] < 1 else []
+            bad += [f"map_odom_slop={p['map_odom_slop']}"] if p["map_odom_slop"] < 0 else []
+            if bad:
+                raise ValueError(f"parameters out of range (> 0; map_mark_after >= 1, map_odom_slop >= 0): "
+                                 f"{', '.join(bad)}")
         if p["fused_max_age"] <= 0:
             raise ValueError(f"parameter fused_max_age must be > 0 s, got {p['fused_max_age']}")
         if p["depth_fallback"] not in ("flat", "skip"):
@@ -149,7 +167,7 @@ class NodeConfig:
     def from_params(cls, p: dict[str, Any]) -> NodeConfig:
         check_parameters(p)
         grid = None
-        if p["publish_grid"] or p["publish_obstacles"]:
+        if p["publish_grid"] or p["publish_obstacles"] or p["publish_map"]:
             size_x, size_y = (float(v) for v in p["grid_size"])
             grid = GridSpec(p["grid_resolution"], size_x, size_y, max_range=p["max_range"])
         return cls(dict(p), camera_names(p), {name: bool(p[f"publish_{name}"]) for name in OUTPUTS},
@@ -158,7 +176,12 @@ class NodeConfig:
     @property
     def fused(self) -> bool:
         """Several cameras with ground outputs: ~/grid and ~/obstacles are their fusion."""
-        return self.grid is not None and self.cameras != [""]
+        return (self.params["publish_grid"] or self.params["publish_obstacles"]) and self.cameras != [""]
+
+    def map_spec(self) -> MapSpec:
+        p = self.params
+        return MapSpec(p["map_resolution"], p["map_size"], p["map_memory"], p["map_mark_after"], p["map_jump"],
+                       p["map_odom_slop"])
 
     @property
     def image_topic(self) -> str:
