@@ -51,7 +51,7 @@ class GroundFrame:
 class GroundMapper:
     def __init__(self, pose: CameraPose, grid: GridSpec, costs: ClassCosts, rectified: bool = False,
                  depth: bool = False, depth_fallback: str = "flat", depth_slop: float = 0.02,
-                 info_topic: str = "camera_info"):
+                 info_topic: str = "camera_info", count: bool = False):
         pose.check()  # fatal at start: below the ground, or looking up
         if depth_fallback not in DEPTH_FALLBACKS:
             raise ValueError(f"parameter depth_fallback must be flat or skip, got {depth_fallback!r}")
@@ -59,6 +59,7 @@ class GroundMapper:
         self.rectified, self.depth, self.depth_fallback = rectified, depth, depth_fallback
         self.depth_slop_ns = int(depth_slop * 1e9)
         self.info_topic = info_topic
+        self.count = count  # pixels per cell, for fusing several cameras
         self._lock = threading.Lock()
         self._model: CameraModel | None = None
         self._projector: GroundProjector | None = None
@@ -122,7 +123,10 @@ class GroundMapper:
                     depth = depth_metres(depth_raw, model.width, model.height)
                 except ImageConversionError as exc:
                     return self._skip(f"depth image refused: {exc}")
-        cost, obstacle, count = projector.project_counted(mask, self.costs, depth)
+        if self.count:
+            cost, obstacle, count = projector.project_counted(mask, self.costs, depth)
+        else:
+            (cost, obstacle), count = projector.project(mask, self.costs, depth), None
         self.projected += 1
         return GroundFrame(cost, obstacle, depth is not None, count)
 

@@ -288,13 +288,19 @@ class GroundProjector:
         from a class mask of the camera's size; with `depth` (metres along the
         optical axis, same size; 0 / NaN / inf invalid) pixels are placed by
         depth instead of on the flat ground."""
-        cost, obstacle, _ = self.project_counted(mask, costs, depth)
+        cost, obstacle, _ = self._project(mask, costs, depth, False)
         return cost, obstacle
 
     def project_counted(self, mask: np.ndarray, costs: ClassCosts,
                         depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`project`, and the int32 number of ground or obstacle pixels behind each cell (what
-        fusing several cameras weighs them by)."""
+        fusing several cameras weighs them by; 0.26 ms more for 200x200 cells, so only on request)."""
+        cost, obstacle, count = self._project(mask, costs, depth, True)
+        assert count is not None
+        return cost, obstacle, count
+
+    def _project(self, mask: np.ndarray, costs: ClassCosts, depth: np.ndarray | None,
+                 count: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         h, w = self.camera.height, self.camera.width
         if mask.shape != (h, w):
             raise ProjectionError(f"mask is {mask.shape[1]}x{mask.shape[0]}, camera_info says {w}x{h}")
@@ -303,10 +309,10 @@ class GroundProjector:
             keys = self._keys.get(nb)
             if keys is None:
                 keys = self._keys[nb] = self.pixel_view * nb
-            return self._reduce(keys + costs.bucket[mask.reshape(-1)[self.pixels]], costs, self.view_cells)
+            return self._reduce(keys + costs.bucket[mask.reshape(-1)[self.pixels]], costs, count, self.view_cells)
         cells, cls = self._depth_cells(depth), mask.reshape(-1)
         keep = cells >= 0
-        return self._reduce(cells[keep] * nb + costs.bucket[cls[keep]], costs)
+        return self._reduce(cells[keep] * nb + costs.bucket[cls[keep]], costs, count)
 
     def _depth_cells(self, depth: np.ndarray) -> np.ndarray:
         h, w = self.camera.height, self.camera.width
@@ -317,8 +323,8 @@ class GroundProjector:
         d = np.where(valid, d, np.float32(np.nan))  # invalid depth lands nowhere
         return self.grid.cells(self.origin[:2].astype(np.float32) + self._rays_xy * d[:, None])
 
-    def _reduce(self, keys: np.ndarray, costs: ClassCosts,
-                cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _reduce(self, keys: np.ndarray, costs: ClassCosts, want_count: bool,
+                cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """keys = cell x (classes + 1) + bucket -> per-cell class histogram ->
         the cell rule. `cells`: the grid cells the key's cell numbers stand for
         (None: all of the grid, in order)."""
@@ -333,17 +339,19 @@ class GroundProjector:
         ground_cost = np.where(ground_hist.any(1), costs.cost_u8[costs.ground_classes][ground_hist.argmax(1)],
                                np.uint8(UNKNOWN))
         values = np.where(obstacle, obstacle_cost, ground_cost)
-        count = hist[:, :costs.n].sum(1, dtype=np.int32)
+        count = hist[:, :costs.n].sum(1, dtype=np.int32) if want_count else None
         shape = (g.rows, g.cols)
         if cells is None:
-            return values.reshape(shape), obstacle.reshape(shape), count.reshape(shape)
+            return values.reshape(shape), obstacle.reshape(shape), None if count is None else count.reshape(shape)
         out = np.full(g.rows * g.cols, UNKNOWN, np.uint8)
         out[cells] = values
         flags = np.zeros(g.rows * g.cols, bool)
         flags[cells] = obstacle
-        counts = np.zeros(g.rows * g.cols, np.int32)
-        counts[cells] = count
-        return out.reshape(shape), flags.reshape(shape), counts.reshape(shape)
+        counts: np.ndarray | None = None
+        if count is not None:
+            counts = np.zeros(g.rows * g.cols, np.int32)
+            counts[cells] = count
+        return out.reshape(shape), flags.reshape(shape), None if counts is None else counts.reshape(shape)
 
 
 class TorchGroundProjector:

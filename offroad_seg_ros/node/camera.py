@@ -32,7 +32,7 @@ def ground_mapper(c: NodeConfig, pose: list[float], seg: Segmenter, info_topic: 
     p = c.params
     return GroundMapper(CameraPose.from_list(pose), c.grid, ClassCosts(seg.classes, seg.cost_lut.cpu().numpy()),
                         rectified=p["rectified"], depth=p["depth"], depth_fallback=p["depth_fallback"],
-                        depth_slop=p["depth_slop"], info_topic=info_topic)
+                        depth_slop=p["depth_slop"], info_topic=info_topic, count=c.fused)
 
 
 @dataclass
