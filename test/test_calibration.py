@@ -120,3 +120,16 @@ def test_min_confidence_makes_exactly_the_unsure_pixels_unknown(hot_artifact, fr
     np.testing.assert_array_equal(free.cost, table.cost_lut()[free.mask])
     # the cost alone, without the confidence asked for, is gated the same way
     np.testing.assert_array_equal(gated_seg(frame, ("cost",)).cost, gated.cost)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, 1000.0, "warm"])
+def test_an_out_of_range_temperature_is_refused_by_name(tiny_artifact, tmp_path, temperature):
+    from offroad_seg_ros.core.artifact import ArtifactError
+
+    art = tmp_path / "bad"
+    shutil.copytree(tiny_artifact, art)
+    meta = json.loads((art / "model.json").read_text())
+    meta["calibration"] = {"temperature": temperature}
+    (art / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"model\.json: .*(temperature .* outside 0\.01\.\.100|invalid field)"):
+        read_artifact(art)
