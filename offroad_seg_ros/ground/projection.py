@@ -110,7 +110,7 @@ class CameraModel:
         if self.distortion_model == "equidistant":
             uv, _ = cv2.fisheye.projectPoints(obj, zero, zero, self.matrix, d[:4] if d.size >= 4 else np.zeros(4))
         else:
-            uv, _ = cv2.projectPoints(obj, zero, zero, self.matrix, d if d.size and np.any(d) else None)
+            uv, _ = cv2.projectPoints(obj, zero, zero, self.matrix, d if d.size and np.any(d) else np.zeros(5))
         uv = uv.reshape(-1, 2)
         back = self.normalized(uv)
         folded = np.hypot(*(back - p[ahead, :2] / p[ahead, 2:3]).T) > 1e-4
