@@ -167,22 +167,44 @@ def test_min_confidence_makes_the_unsure_pixels_unknown_in_cost_and_grid(start_n
     assert (occupancy_values(proj.project(mask, costs_of)[0]) != got).any()  # and that changed the grid
 
 
-def test_two_cameras_fuse_into_one_grid(start_node, peer, tiny_artifact):
-    poses = {"front": [0.2, 0.0, 1.5, 0.0, 0.35, 0.0], "left": [0.0, 0.2, 1.5, 0.0, 0.35, 1.5708]}
-    node = start_node("-p", "cameras:=['front', 'left']", "-p", "publish_grid:=true", "-p", "publish_obstacles:=true",
-                      "-p", "base_frame:=base", "-p", "grid_resolution:=0.1", "-p", "grid_size:=[20.0, 20.0]",
-                      "-p", "max_range:=9.0",
-                      *[a for c, pose in poses.items() for a in ("-p", f"{c}.camera_pose:={pose}")])
-    grids = peer.collect(OccupancyGrid, "/segmentation_node/grid")
-    clouds = peer.collect(PointCloud2, "/segmentation_node/obstacles")
-    pubs = {c: peer.publisher(Image, f"/{c}/image") for c in poses}
-    infos = {c: peer.publisher(CameraInfo, f"/{c}/camera_info") for c in poses}
+TWO_POSES = {"front": [0.2, 0.0, 1.5, 0.0, 0.35, 0.0], "left": [0.0, 0.2, 1.5, 0.0, 0.35, 1.5708]}
+SPEC = GridSpec(0.1, 20.0, 20.0, max_range=9.0)
+
+
+def _start_two_cameras(start_node, peer, *args):
+    """A node with cameras front and left (TWO_POSES) on SPEC's grid, and the peer's image and
+    camera_info publishers for them, matched."""
+    node = start_node("-p", "cameras:=['front', 'left']", "-p", "grid_resolution:=0.1",
+                      "-p", "grid_size:=[20.0, 20.0]", "-p", "max_range:=9.0", *args,
+                      *[a for c, pose in TWO_POSES.items() for a in ("-p", f"{c}.camera_pose:={pose}")])
+    pubs = {c: peer.publisher(Image, f"/{c}/image") for c in TWO_POSES}
+    infos = {c: peer.publisher(CameraInfo, f"/{c}/camera_info") for c in TWO_POSES}
     node.wait_for_line("segmenting /left/image")
     for pub in [*pubs.values(), *infos.values()]:
         peer.wait_for_subscriber(pub)
-    rgb = {c: random_rgb(H, W, seed=20 + i) for i, c in enumerate(poses)}
-    spec = GridSpec(0.1, 20.0, 20.0, max_range=9.0)
-    centres = spec.centres(np.arange(spec.rows * spec.cols))
+    return pubs, infos
+
+
+def _offline_grids(tiny_artifact, rgb):
+    """Each camera's frame segmented and projected offline onto SPEC, with pixel counts."""
+    seg = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
+    costs = ClassCosts(seg.classes, seg.classes.cost_lut())
+    camera = CameraModel(W, H, tuple(K), (-0.1, 0.01, 0.0, 0.0, 0.0), "plumb_bob")
+    frames = []
+    for c, pose in TWO_POSES.items():
+        cost, obstacle, count = GroundProjector(camera, CameraPose.from_list(pose), SPEC).project_counted(
+            seg(rgb[c]).mask, costs)
+        frames.append(GroundFrame(cost, obstacle, False, count))
+    return frames
+
+
+def test_two_cameras_fuse_into_one_grid(start_node, peer, tiny_artifact):
+    grids = peer.collect(OccupancyGrid, "/segmentation_node/grid")
+    clouds = peer.collect(PointCloud2, "/segmentation_node/obstacles")
+    pubs, infos = _start_two_cameras(start_node, peer, "-p", "publish_grid:=true", "-p", "publish_obstacles:=true",
+                                     "-p", "base_frame:=base")
+    rgb = {c: random_rgb(H, W, seed=20 + i) for i, c in enumerate(TWO_POSES)}
+    centres = SPEC.centres(np.arange(SPEC.rows * SPEC.cols))
 
     def sees(grid, axis):  # known cells more than 1 m out along x (front) or y (left)
         known = np.array(grid.data) >= 0
@@ -196,37 +218,22 @@ def test_two_cameras_fuse_into_one_grid(start_node, peer, tiny_artifact):
     grid = grids[-1]
     assert (grid.header.frame_id, grid.header.stamp.sec, grid.header.stamp.nanosec) == ("base", 2, 1)  # the newest
 
-    seg = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
-    costs = ClassCosts(seg.classes, seg.classes.cost_lut())
-    camera = CameraModel(W, H, tuple(K), (-0.1, 0.01, 0.0, 0.0, 0.0), "plumb_bob")
-    frames = []
-    for c, pose in poses.items():
-        cost, obstacle, count = GroundProjector(camera, CameraPose.from_list(pose), spec).project_counted(
-            seg(rgb[c]).mask, costs)
-        frames.append(GroundFrame(cost, obstacle, False, count))
-    want = fuse_frames(frames)
+    want = fuse_frames(_offline_grids(tiny_artifact, rgb))
     np.testing.assert_array_equal(np.array(grid.data, np.int8), occupancy_values(want.cost))
     np.testing.assert_array_equal(np.frombuffer(bytes(clouds[-1].data), "<f4").reshape(-1, 4),
-                                  obstacle_points(want.cost, want.obstacle, spec, 0.3))
+                                  obstacle_points(want.cost, want.obstacle, SPEC, 0.3))
     # per-camera grids only with per_camera_grids:=true
     assert peer.node.count_publishers("/segmentation_node/front/grid") == 0
 
 
 def test_local_map_over_odometry_from_two_cameras(start_node, peer, tiny_artifact):
-    poses = {"front": [0.2, 0.0, 1.5, 0.0, 0.35, 0.0], "left": [0.0, 0.2, 1.5, 0.0, 0.35, 1.5708]}
-    node = start_node("-p", "cameras:=['front', 'left']", "-p", "publish_map:=true", "-p", "grid_resolution:=0.1",
-                      "-p", "grid_size:=[20.0, 20.0]", "-p", "max_range:=9.0", "-p", "map_resolution:=0.2",
-                      "-p", "map_size:=24.0", "-p", "map_rate:=10.0", "-p", "map_mark_after:=1",
-                      "-p", "diagnostics_period:=0.2",
-                      *[a for c, pose in poses.items() for a in ("-p", f"{c}.camera_pose:={pose}")])
     maps = peer.collect(OccupancyGrid, "/segmentation_node/map")
     diags = peer.collect(DiagnosticArray, "/diagnostics")
-    pubs = {c: peer.publisher(Image, f"/{c}/image") for c in poses}
-    infos = {c: peer.publisher(CameraInfo, f"/{c}/camera_info") for c in poses}
     odom_pub = peer.publisher(Odometry, "/odom")
-    node.wait_for_line("segmenting /left/image")
-    for pub in [*pubs.values(), *infos.values(), odom_pub]:
-        peer.wait_for_subscriber(pub)
+    pubs, infos = _start_two_cameras(start_node, peer, "-p", "publish_map:=true", "-p", "map_resolution:=0.2",
+                                     "-p", "map_size:=24.0", "-p", "map_rate:=10.0", "-p", "map_mark_after:=1",
+                                     "-p", "diagnostics_period:=0.2")
+    peer.wait_for_subscriber(odom_pub)
     assert peer.node.count_publishers("/segmentation_node/grid") == 0  # the map alone was asked for
 
     def odometry(sec: int, x: float, y: float, yaw: float) -> Odometry:
@@ -238,22 +245,16 @@ def test_local_map_over_odometry_from_two_cameras(start_node, peer, tiny_artifac
 
     # The robot stands at (5, 3) facing +y; the offline answer: the same grids placed the same way.
     here = odometry(2, 5.0, 3.0, math.pi / 2)
-    rgb = {c: random_rgb(H, W, seed=30 + i) for i, c in enumerate(poses)}
-    seg = Segmenter(tiny_artifact, device="cpu", warmup_size=None)
-    costs = ClassCosts(seg.classes, seg.classes.cost_lut())
-    camera = CameraModel(W, H, tuple(K), (-0.1, 0.01, 0.0, 0.0, 0.0), "plumb_bob")
-    spec = GridSpec(0.1, 20.0, 20.0, max_range=9.0)
-    offline = LocalMap(MapSpec(resolution=0.2, size=24.0, mark_after=1), spec)
+    rgb = {c: random_rgb(H, W, seed=30 + i) for i, c in enumerate(TWO_POSES)}
+    offline = LocalMap(MapSpec(resolution=0.2, size=24.0, mark_after=1), SPEC)
     offline.on_odometry(*odometry_pose(here))
-    for c, pose in poses.items():
-        cost, obstacle, count = GroundProjector(camera, CameraPose.from_list(pose), spec).project_counted(
-            seg(rgb[c]).mask, costs)
-        assert offline.integrate(GroundFrame(cost, obstacle, False, count), 2 * 10**9)
+    for frame in _offline_grids(tiny_artifact, rgb):
+        assert offline.integrate(frame, 2 * 10**9)
     want_cost, window, _ = offline.snapshot()
     want = occupancy_values(want_cost).reshape(-1)
     assert (want >= 0).sum() > 300  # both cameras' views, in odom cells
 
-    for c in poses:  # odometry and camera_info with every frame: any of them may be lost
+    for c in TWO_POSES:  # odometry and camera_info with every frame: any of them may be lost
         peer.send_until(pubs[c], image_cdr(rgb[c], sec=2, frame_id=f"{c}_optical"),
                         lambda c=c: maps and (np.array(maps[-1].data) >= 0).sum() > (50 if c == "front" else 300),
                         what=f"~/map with {c}'s view", before=lambda c=c: (odom_pub.publish(here),

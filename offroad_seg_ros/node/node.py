@@ -314,12 +314,13 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             self.local_map.on_odometry(*odometry_pose(msg))
 
     def _publish_map(self) -> None:
-        m, pub, c = self.local_map, self.map_pub, self.config
-        snapshot = m.snapshot() if m is not None else None
-        if snapshot is None or pub is None or c is None:
+        m, pub = self.local_map, self.map_pub
+        snapshot = m.snapshot() if m is not None and pub is not None else None
+        if snapshot is None:
             return
+        assert m is not None and pub is not None
         cost, window, stamp = snapshot
-        header = header_fields(stamp // 10**9, stamp % 10**9, m.frame_id or "odom")  # type: ignore[union-attr]
+        header = header_fields(stamp // 10**9, stamp % 10**9, m.frame_id or "odom")
         pub.publish(fill(OccupancyGrid(), grid_fields(window, occupancy_values(cost), header)))
 
     def _failed(self, batch: dict[str, bytes], exc: BaseException) -> None:
