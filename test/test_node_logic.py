@@ -310,3 +310,18 @@ def test_readme_launch_commands_use_declared_arguments():
         assert f"`{arg}`" in readme, arg
     for arg in re.findall(r"`(\w+):=", readme):
         assert arg in _launch_arguments("segment.launch.py") | _launch_arguments("evaluate.launch.py"), arg
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"publish_grid": True, "fused_max_age": 0.0}, "fused_max_age must be > 0 s, got 0.0"),
+    ({"publish_map": True, "map_resolution": 0.0, "map_mark_after": 0},
+     "parameters out of range (> 0; map_mark_after >= 1, map_odom_slop >= 0): map_resolution=0.0, map_mark_after=0"),
+    ({"publish_map": True, "map_odom_slop": -0.1}, "map_odom_slop=-0.1"),
+])
+def test_bad_ground_and_map_parameters_are_named(changes, match):
+    defaults = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
+    with pytest.raises(ValueError, match=re.escape(match)):
+        check_parameters({**defaults, "model": "models/desert", **changes})
+    # the same values are not looked at while the outputs they belong to are off
+    check_parameters({**defaults, "model": "models/desert", **{k: v for k, v in changes.items()
+                                                              if not k.startswith("publish_")}})
