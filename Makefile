@@ -7,60 +7,101 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# The robots' environment (ROS 2 Jazzy's numpy 1.26, scipy 1.11, OpenCV 4.10) in a venv of its own.
+ROBOT_VENV ?= $(VENV)-robot
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.8
+EXTRAS := train,onnx,openvino,test
 
-.PHONY: demo test test-stress lint bench install docs
+.PHONY: demo test test-stress lint bench install docs lock
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install -c constraints.txt -e ".[train,onnx,openvino,test]"
-	touch $@
-
-# Real ROS 2 for the node's tests: a sourced ROS 2 (its rclpy on PYTHONPATH) is
-# used as it is; where there is none, ROS 2 Jazzy's wheels from PyPI
-# (requirements-ros.txt) go into this venv, for the tests only. They are never
-# a dependency of the package, and over a sourced ROS they would shadow it.
-$(VENV)/.ros: $(VENV)/.installed requirements-ros.txt
+# Every venv is the exact set of a lock (locks/*.txt, written by `make lock`): the lock's
+# packages with --no-deps, so nothing unlocked comes in, then the package itself (editable,
+# built with the lock's setuptools), then pip check (the set is consistent) and
+# locks/lockfile.py check (the set is the lock's).
+# Real ROS 2 for the node's tests: a sourced ROS 2 (its rclpy on PYTHONPATH) is used as it is;
+# where there is none, ROS 2 Jazzy's wheels from PyPI (locks/ros-jazzy.txt) go into the venv,
+# for the tests only. They are never a dependency of the package, and over a sourced ROS they
+# would shadow it.
+define venv_from_lock
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(1)/bin/python -m pip install --quiet --no-deps -r $(2)
 	@if [ -n "$$ROS_DISTRO" ]; then \
-		$(PY) -c "import rclpy" || { echo "ROS_DISTRO=$$ROS_DISTRO is set but its rclpy does not import in $(PY)"; exit 1; }; \
+		$(1)/bin/python -c "import rclpy" || { echo "ROS_DISTRO=$$ROS_DISTRO is set but its rclpy does not import in $(1)"; exit 1; }; \
 		echo "using the sourced ROS 2 $$ROS_DISTRO"; \
 	else \
-		echo "no ROS 2 sourced: installing ROS 2 Jazzy's wheels into $(VENV) for the tests"; \
-		$(PIP) install --quiet -r requirements-ros.txt; \
+		echo "no ROS 2 sourced: installing ROS 2 Jazzy's wheels into $(1) for the tests"; \
+		$(1)/bin/python -m pip install --quiet --no-deps -r locks/ros-jazzy.txt; \
 	fi
-	touch $@
+	$(1)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e ".[$(EXTRAS)]"
+	$(1)/bin/python -m pip check
+	$(1)/bin/python locks/lockfile.py check $(2) $$([ -n "$$ROS_DISTRO" ] || echo locks/ros-jazzy.txt)
+	touch $(1)/.installed
+endef
+
+$(VENV)/.installed: setup.py locks/main.txt locks/ros-jazzy.txt
+	$(call venv_from_lock,$(VENV),locks/main.txt)
+
+$(ROBOT_VENV)/.installed: setup.py locks/robot.txt locks/ros-jazzy.txt
+	$(call venv_from_lock,$(ROBOT_VENV),locks/robot.txt)
+
+# Installed versions are checked against the lock before every run, not only at install: a
+# package changed by hand in the venv fails here, naming it.
+ROS_LOCK = $$([ -n "$$ROS_DISTRO" ] || echo locks/ros-jazzy.txt)
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/offroad-seg demo --out demo-out
 
-# Robots run on ROS's Python: Jazzy ships numpy 1.26 (and scipy 1.11, which the training
-# extras import; the newest scipy for Python 3.12 needs numpy 2); OpenCV 4.10 is an older
-# OpenCV 4 API. The suite runs a second time with these in front of the venv's own
-# (less the signal-by-signal shutdown matrix and the torchrun runs, which do not depend on them).
-COMPAT := $(VENV)/compat
-$(COMPAT)/.installed: $(VENV)/.installed
-	rm -rf $(COMPAT)
-	$(PIP) install --quiet --no-deps --target $(COMPAT) numpy==1.26.4 scipy==1.11.4 \
-		opencv-python-headless==4.10.0.84
-	touch $@
-
-test: $(VENV)/.installed $(VENV)/.ros $(COMPAT)/.installed
+# Two passes: the main lock (numpy 2), then the robot lock (numpy 1.26.4, scipy 1.11.4,
+# OpenCV 4.10.0.84 with the onnx / ml_dtypes / OpenVINO versions that accept them: what a
+# ROS 2 Jazzy robot has), less the signal-by-signal shutdown matrix and the torchrun runs,
+# which do not depend on them.
+test: $(VENV)/.installed $(ROBOT_VENV)/.installed
+	$(PY) locks/lockfile.py check locks/main.txt $(ROS_LOCK)
 	$(PY) -m pytest -q test
-	PYTHONPATH=$(COMPAT)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m pytest -q -p no:cacheprovider -m "not signals and not ddp" test
+	$(ROBOT_VENV)/bin/python locks/lockfile.py check locks/robot.txt $(ROS_LOCK)
+	$(ROBOT_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not signals and not ddp" test
+
+# Refresh the locks on purpose: resolve the package's ranges again (setup.py with
+# locks/constraints.in; the robot's with locks/robot.in too; the ROS wheels' with
+# locks/ros-jazzy.in), with uv, for Python 3.10 to 3.12 in one file each; then rebuild both
+# venvs from them and run the whole suite. Review the diff of locks/ before committing it.
+LOCKTOOLS := $(VENV)-lock
+UV := $(LOCKTOOLS)/bin/uv
+COMPILE := $(UV) pip compile --quiet --universal --python-version 3.10 --custom-compile-command "make lock"
+lock:
+	rm -rf $(LOCKTOOLS)
+	$(PYTHON) -m venv $(LOCKTOOLS)
+	$(LOCKTOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION) packaging
+	$(COMPILE) setup.py $(addprefix --extra ,$(subst $(comma), ,$(EXTRAS))) -c locks/constraints.in -o locks/main.txt.tmp
+	$(COMPILE) setup.py $(addprefix --extra ,$(subst $(comma), ,$(EXTRAS))) -c locks/constraints.in -c locks/robot.in \
+		-o locks/robot.txt.tmp
+	$(COMPILE) locks/ros-jazzy.in -c locks/main.txt.tmp -o locks/ros-all.txt.tmp
+	$(LOCKTOOLS)/bin/python locks/lockfile.py subtract locks/ros-all.txt.tmp locks/main.txt.tmp > locks/ros-jazzy.txt.tmp
+	rm locks/ros-all.txt.tmp
+	mv locks/main.txt.tmp locks/main.txt
+	mv locks/robot.txt.tmp locks/robot.txt
+	mv locks/ros-jazzy.txt.tmp locks/ros-jazzy.txt
+	rm -rf $(VENV) $(ROBOT_VENV)
+	$(MAKE) test
+
+comma := ,
 
 # The tests that talk to a node over real DDS (node processes, the shutdown matrix, replay,
 # in-process callbacks) while one busy process per core competes with them, as a robot's other
 # work does; STRESS_RUNS times in a row (each run must pass).
 STRESS_RUNS ?= 3
-test-stress: $(VENV)/.installed $(VENV)/.ros
+test-stress: $(VENV)/.installed
 	@for i in $$(seq $(STRESS_RUNS)); do \
 		echo "stress run $$i of $(STRESS_RUNS): every core busy"; \
 		$(PY) -m pytest -q -p no:cacheprovider --hog -m "ros or signals" test || exit 1; \
 	done
 
-lint: $(VENV)/.installed $(VENV)/.ros
+lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy -p offroad_seg_ros -p offroad_seg_train
 
