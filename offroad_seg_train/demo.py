@@ -115,9 +115,9 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
     _stage("2/5 train: " + ("reference recipe (config/train.yaml)" if full else "CPU recipe (config/train_cpu.yaml)"),
            lambda: (run_dir / "DONE").is_file(), train, False)
     _stage("3/5 export: best checkpoint -> model artifact, confidence calibrated on val",
-           lambda: (model / "model.json").is_file() and "temperature" in _calibration(model),
+           lambda: _has_temperature(model),
            lambda: export_checkpoint(_best_checkpoint(run_dir / "checkpoints"), model, name="demo", force=True,
-                                     calibrate=data), False)
+                                     temperature_data=data), False)
     _stage("4/5 bag: test split -> rosbag2 (mcap)", lambda: (bag / "metadata.yaml").is_file(),
            lambda: write_bag(data / "test", bag, force=True), False)
 
@@ -138,7 +138,11 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
     return dict(headline(metrics))
 
 
-def _calibration(model: Path) -> dict:
-    import json
+def _has_temperature(model: Path) -> bool:
+    """Whether `model` is an artifact with a fitted temperature (the export stage's output)."""
+    from offroad_seg_ros.core.artifact import ArtifactError, read_artifact
 
-    return json.loads((model / "model.json").read_text()).get("calibration") or {}
+    try:
+        return "temperature" in read_artifact(model).calibration
+    except ArtifactError:  # not exported yet (or broken): the stage redoes it
+        return False

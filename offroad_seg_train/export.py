@@ -9,7 +9,6 @@ import torch
 
 from offroad_seg_ros.core.artifact import Artifact, ModelSpec, save_artifact
 from offroad_seg_ros.core.classes import ClassTable
-from offroad_seg_ros.core.model import build_model
 from offroad_seg_ros.core.preprocess import Preprocess
 
 from .module import CHECKPOINT_KEY, CheckpointMismatch
@@ -32,29 +31,25 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, force: bool = False,
-                      name: str | None = None, calibrate: str | Path | None = None) -> Path:
-    """Write the artifact; with `calibrate` (a dataset root or split folder), fit
-    the confidence's temperature on its val split and record it in model.json."""
+                      name: str | None = None, temperature_data: str | Path | None = None) -> Path:
+    """Write the artifact, once and atomically; with `temperature_data` (a dataset
+    root or split folder), the confidence's temperature is first fitted on its val
+    split, on the network in memory, and recorded with it."""
+    art, model = checkpoint_artifact(ckpt, name or Path(out).name)
+    if temperature_data is not None:
+        from offroad_seg_ros.tools.temperature import fit_model_temperature
+
+        art.calibration = fit_model_temperature(art, model, temperature_data)
+    return save_artifact(out, art, model, onnx=onnx, force=force)
+
+
+def checkpoint_artifact(ckpt: str | Path, name: str) -> tuple[Artifact, torch.nn.Module]:
+    """The artifact a training checkpoint describes and its network (built by the
+    artifact, weights loaded, eval mode); nothing written."""
     data = read_checkpoint(ckpt)
     meta = data.get(CHECKPOINT_KEY)
     if not meta or "state_dict" not in data:
         raise CheckpointMismatch(f"{ckpt} is not an offroad-seg training checkpoint")
-    table = ClassTable.from_dict(meta["classes"])
-    spec = ModelSpec(**meta["spec"])
-    model = build_model(spec.arch, spec.encoder, len(table), None, **spec.kwargs)
-    state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
-    head = [k for k in state if k.startswith("segmentation_head") and k.endswith("weight")]
-    if head and state[head[-1]].shape[0] != len(table):
-        raise CheckpointMismatch(
-            f"{ckpt}: network predicts {state[head[-1]].shape[0]} classes but its class table "
-            f"has {len(table)}"
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointMismatch(
-            f"{ckpt}: weights do not fit {spec.arch} + {spec.encoder}: {str(exc).splitlines()[0]}"
-        ) from exc
     training = {
         "checkpoint": str(Path(ckpt).resolve()),
         "epoch": meta.get("epoch"),
@@ -63,14 +58,23 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, for
         "hyper_parameters": _plain(data.get("hyper_parameters", {})),
         "data": _plain(data.get("datamodule_hyper_parameters", {})),
     }
-    art = Artifact(spec, table, Preprocess.from_dict(meta["preprocess"]),
-                   name=name or Path(out).name, training=training)
-    path = save_artifact(out, art, model.eval(), onnx=onnx, force=force)
-    if calibrate is not None:
-        from offroad_seg_ros.tools.calibrate import calibrate_artifact
-
-        calibrate_artifact(path, calibrate)
-    return path
+    art = Artifact(ModelSpec(**meta["spec"]), ClassTable.from_dict(meta["classes"]),
+                   Preprocess.from_dict(meta["preprocess"]), name=name, training=training)
+    model = art.build()
+    state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
+    head = [k for k in state if k.startswith("segmentation_head") and k.endswith("weight")]
+    if head and state[head[-1]].shape[0] != len(art.classes):
+        raise CheckpointMismatch(
+            f"{ckpt}: network predicts {state[head[-1]].shape[0]} classes but its class table "
+            f"has {len(art.classes)}"
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointMismatch(
+            f"{ckpt}: weights do not fit {art.spec.arch} + {art.spec.encoder}: {str(exc).splitlines()[0]}"
+        ) from exc
+    return art, model.eval()
 
 
 def _plain(obj):

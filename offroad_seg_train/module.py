@@ -9,7 +9,7 @@ import pytorch_lightning as L
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 
-from offroad_seg_ros.core.artifact import Artifact, ModelSpec
+from offroad_seg_ros.core.artifact import ModelSpec
 from offroad_seg_ros.core.classes import ClassTable
 from offroad_seg_ros.core.metrics import MetricAccumulator, scores
 from offroad_seg_ros.core.model import build_model
@@ -134,10 +134,7 @@ class SegModule(L.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
 
-    # -- checkpoints carry what export needs -----------------------------------
-    def artifact(self, name: str = "offroad-seg", training: dict[str, Any] | None = None) -> Artifact:
-        return Artifact(self.spec, self.table, self.pre, name=name, training=training or {})
-
+    # -- checkpoints carry what export needs (export.checkpoint_artifact) -------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = {
             "spec": {"arch": self.spec.arch, "encoder": self.spec.encoder, "kwargs": self.spec.kwargs},

@@ -1,5 +1,5 @@
 """Calibration: ECE / reliability / risk-coverage against independent computations,
-temperature fitting, every backend applying the temperature, and min_confidence."""
+temperature fitting (tools/temperature.py), every backend applying the temperature, and min_confidence."""
 
 import json
 import shutil
@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from offroad_seg_ros.core.artifact import read_artifact
+from offroad_seg_ros.core.artifact import read_artifact, update_artifact
 from offroad_seg_ros.core.calibration import CalibrationAccumulator, confidence_level
 from offroad_seg_ros.inference.segmenter import Segmenter
-from offroad_seg_ros.tools.calibrate import calibrate_artifact, fit_temperature
+from offroad_seg_ros.tools.temperature import fit_artifact_temperature, fit_temperature
+from offroad_seg_train.export import export_checkpoint
+from offroad_seg_train.module import CHECKPOINT_KEY
 from offroad_seg_train.synth import TEST_BIOME, render_scene
 
 
@@ -66,14 +68,32 @@ def test_temperature_fit_recovers_a_known_temperature():
     assert nll(z / t, target) < nll(z, target)
 
 
-def test_calibrate_lowers_validation_nll_and_records_it(tiny_artifact, synth_root, tmp_path):
+def test_fitting_the_temperature_lowers_validation_nll_and_records_it(tiny_artifact, synth_root, tmp_path):
     art = tmp_path / "art"
     shutil.copytree(tiny_artifact, art)
-    record = calibrate_artifact(art, synth_root, frames=3)
+    record = fit_artifact_temperature(art, synth_root, frames=3)
     assert record["nll_after"] < record["nll_before"]
     assert record["frames"] == 3 and record["pixels"] > 10000 and record["split"] == "val"
     assert read_artifact(art).temperature == record["temperature"] != 1.0
     assert json.loads((art / "model.json").read_text())["calibration"] == record
+
+
+def test_export_fits_the_temperature_in_memory_as_on_the_written_artifact(tiny_artifact, synth_root, tmp_path):
+    """export --calibrate fits on the network it holds and writes once; the record is the one
+    fitting the written artifact afterwards gives."""
+    from safetensors.torch import load_file
+
+    art = read_artifact(tiny_artifact)
+    state = load_file(str(tiny_artifact / "weights.safetensors"))
+    meta = {"spec": {"arch": art.spec.arch, "encoder": art.spec.encoder, "kwargs": art.spec.kwargs},
+            "classes": art.classes.to_dict(), "preprocess": art.preprocess.to_dict(), "epoch": 0, "global_step": 0}
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, CHECKPOINT_KEY: meta}, ckpt)
+    fitted = export_checkpoint(ckpt, tmp_path / "fitted", temperature_data=synth_root)
+    later = export_checkpoint(ckpt, tmp_path / "later")
+    assert read_artifact(later).calibration == {}
+    record = fit_artifact_temperature(later, synth_root)
+    assert read_artifact(fitted).calibration == record
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +106,7 @@ def hot_artifact(tiny_artifact, tmp_path_factory):
     """The tiny artifact with a temperature far from 1 in its model.json."""
     art = tmp_path_factory.mktemp("hot") / "art"
     shutil.copytree(tiny_artifact, art)
-    meta = json.loads((art / "model.json").read_text())
-    meta["calibration"] = {"temperature": 0.05}  # random weights are unsure: sharpen them
-    (art / "model.json").write_text(json.dumps(meta))
+    update_artifact(art, calibration={"temperature": 0.05})  # random weights are unsure: sharpen them
     return art
 
 

@@ -252,7 +252,7 @@ def test_openvino_models_leave_the_signal_stack_alone(tiny_artifact):
 def test_failed_quantization_leaves_nothing_behind(tiny_artifact, tmp_path):
     import shutil
 
-    from offroad_seg_ros.inference.openvino_backend import quantize
+    from offroad_seg_ros.tools.quantize import quantize
 
     art = tmp_path / "art"
     shutil.copytree(tiny_artifact, art, ignore=shutil.ignore_patterns("model_int8.*"))

@@ -113,8 +113,8 @@ def bench_backends(out: Table, tmp: Path, n: int, trained: Path | None = None) -
     agreement is a floor)."""
     from offroad_seg_ros.core.metrics import MetricAccumulator
     from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
-    from offroad_seg_ros.inference.openvino_backend import quantize
     from offroad_seg_ros.inference.segmenter import Segmenter
+    from offroad_seg_ros.tools.quantize import quantize
     from offroad_seg_train.synth import generate
 
     if trained is None:

@@ -1,4 +1,10 @@
-"""The model artifact: a directory with `model.json` and `weights.safetensors`.
+"""The model artifact: a directory with `model.json` and `weights.safetensors`
+(+ `model.onnx`, + the int8 OpenVINO model `model_int8.xml` / `.bin`).
+
+This module is the one owner of the artifact's metadata file: it alone names,
+reads and writes it. `save_artifact` writes a new artifact; `update_artifact`
+is the one way anything is added to an existing one (the confidence's
+temperature, the int8 record, ...), keeping every key it does not model.
 
 Loading never unpickles and never downloads: the network is built with
 `encoder_weights=None` and the tensors come from safetensors.
@@ -7,6 +13,7 @@ Loading never unpickles and never downloads: the network is built with
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +22,7 @@ import torch
 
 from offroad_seg_ros import __version__
 from offroad_seg_ros.core.classes import ClassTable
-from offroad_seg_ros.core.fsutil import atomic_directory
+from offroad_seg_ros.core.fsutil import atomic_directory, write_atomic
 from offroad_seg_ros.core.model import build_model
 from offroad_seg_ros.core.preprocess import Preprocess
 
@@ -23,6 +30,13 @@ FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
+INT8_XML = "model_int8.xml"  # OpenVINO's int8 model (+ .bin), written by tools/quantize.py
+
+# model.json's top-level keys that Artifact models; any other is kept, as read, in Artifact.extra.
+MODELLED_KEYS = frozenset({"format_version", "name", "architecture", "encoder", "model_kwargs", "num_classes",
+                           "classes", "preprocess", "training", "calibration", "offroad_seg_version", "files"})
+# The modelled keys an update may replace; the others describe the weights and are fixed when they are written.
+UPDATABLE_KEYS = frozenset({"name", "training", "calibration"})
 
 
 class ArtifactError(ValueError):
@@ -40,6 +54,9 @@ class ModelSpec:
 
 @dataclass
 class Artifact:
+    """model.json, parsed. `extra` holds the top-level sections this class does not
+    model (e.g. `int8`), as read, so that writing the artifact keeps them."""
+
     spec: ModelSpec
     classes: ClassTable
     preprocess: Preprocess
@@ -47,9 +64,11 @@ class Artifact:
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     has_onnx: bool = False
-    # Temperature scaling of the confidence (fitted at export on the validation split):
-    # {"temperature": T, ...how it was fitted}; T = 1 (the plain softmax) when absent.
+    # The confidence's temperature (tools/temperature.py, fitted on a validation split), under
+    # model.json's key "calibration": {"temperature": T, ...how it was fitted}; T = 1 (the plain
+    # softmax) when absent.
     calibration: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def temperature(self) -> float:
@@ -69,6 +88,7 @@ class Artifact:
             "calibration": self.calibration,
             "offroad_seg_version": __version__,
             "files": {"weights": WEIGHTS, **({"onnx": ONNX} if self.has_onnx else {})},
+            **self.extra,
         }
 
     def build(self) -> torch.nn.Module:
@@ -99,7 +119,7 @@ def save_artifact(
 
             export_onnx(model, artifact.preprocess, tmp / ONNX)
         artifact.has_onnx = onnx
-        (tmp / MODEL_JSON).write_text(json.dumps(artifact.metadata(), indent=2) + "\n")
+        (tmp / MODEL_JSON).write_text(_dumps(artifact.metadata()))
     artifact.path = out_dir
     return out_dir
 
@@ -107,6 +127,34 @@ def save_artifact(
 def read_artifact(path: str | Path) -> Artifact:
     """Parse `model.json` (no weights loaded)."""
     path = Path(path)
+    return _parse(_read_metadata(path), path)
+
+
+def update_artifact(path: str | Path, files: Mapping[str, str] | None = None, **sections: Any) -> Artifact:
+    """Replace the top-level `sections` of an artifact's model.json (e.g.
+    `calibration=record`, `int8=summary`) and add `files` entries; every other
+    key stays as it is, unknown ones included. The result is checked as a read
+    checks it, then written atomically. Returns the updated Artifact."""
+    path = Path(path)
+    meta = _read_metadata(path)
+    fixed = sorted(set(sections) & (MODELLED_KEYS - UPDATABLE_KEYS))
+    if fixed:
+        raise ArtifactError(f"{path / MODEL_JSON}: {', '.join(fixed)} describe(s) the weights and cannot be "
+                            f"updated; export a new artifact instead")
+    meta.update(sections)
+    if files:
+        meta["files"] = {**(meta.get("files") or {}), **files}
+    art = _parse(meta, path)
+    write_atomic(path / MODEL_JSON, _dumps(meta))
+    return art
+
+
+def _dumps(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, indent=2) + "\n"
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    """model.json's top-level object, as stored."""
     meta_path = path / MODEL_JSON
     if not path.is_dir():
         raise ArtifactError(f"model artifact {path} does not exist or is not a directory")
@@ -116,6 +164,14 @@ def read_artifact(path: str | Path) -> Artifact:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{meta_path} holds a JSON {type(meta).__name__}, not an object")
+    return meta
+
+
+def _parse(meta: dict[str, Any], path: Path) -> Artifact:
+    """Check model.json's object and build the Artifact of the directory `path`."""
+    meta_path = path / MODEL_JSON
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(
             f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
@@ -138,7 +194,8 @@ def read_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{meta_path}: calibration temperature {temperature} is outside 0.01..100")
     return Artifact(spec, classes, pre, name=str(meta.get("name", path.name)),
                     training=dict(meta.get("training") or {}), path=path,
-                    has_onnx=(path / ONNX).is_file(), calibration=calibration)
+                    has_onnx=(path / ONNX).is_file(), calibration=calibration,
+                    extra={k: v for k, v in meta.items() if k not in MODELLED_KEYS})
 
 
 def load_artifact(

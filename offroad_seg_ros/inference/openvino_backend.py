@@ -1,4 +1,4 @@
-"""The OpenVINO CPU backend of the Segmenter (ROS-free), and int8 artifacts.
+"""The OpenVINO CPU backend of the Segmenter (ROS-free).
 
 The artifact's ONNX network is read by OpenVINO and extended in-graph with the
 argmax (uint8 class map) and the confidence (max softmax x 255), so only
@@ -6,31 +6,27 @@ uint8 maps leave the runtime and no torch kernel runs between the forward
 pass and the lookups. One compiled model per input shape (compiled on first
 use; the warm-up compiles the usual one). Precision: fp32, bf16 (OpenVINO's
 default on CPUs with bf16 units, so fp32 is asked for explicitly), auto
-(bf16 where the CPU has it, else fp32), int8 (the calibrated model written by
-`offroad-seg quantize`, model_int8.xml beside model.onnx).
+(bf16 where the CPU has it, else fp32), int8 (the model written by
+`offroad-seg quantize`, tools/quantize.py: model_int8.xml beside model.onnx).
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from offroad_seg_ros.core.artifact import ArtifactError, read_artifact
-from offroad_seg_ros.core.fsutil import write_atomic
+from offroad_seg_ros.core.artifact import INT8_XML, ArtifactError, read_artifact
 from offroad_seg_ros.inference.backend import cpu_only, onnx_file
 
 OV_PRECISIONS = ("fp32", "bf16", "auto", "int8")
-INT8_XML = "model_int8.xml"
 
 
-def _import_openvino():
+def import_openvino() -> Any:
+    """The openvino module, or an ArtifactError that names the extra to install."""
     try:
         import openvino as ov
     except ImportError as exc:
@@ -44,7 +40,7 @@ def shared_core() -> Any:
     calling thread's signal stack when it starts and back when it ends: with several Cores
     ending out of order a thread was left on a freed signal stack, and the next signal
     (a DataLoader worker's SIGCHLD) crashed the process."""
-    return _import_openvino().Core()
+    return import_openvino().Core()
 
 
 def cpu_has_bf16() -> bool:
@@ -72,7 +68,7 @@ class OpenVinoBackend:
     def __init__(self, model: str | Path, device: str = "auto", precision: str = "auto", threads: int = 0,
                  compile: bool = False) -> None:
         cpu_only("openvino", device, compile, precision, OV_PRECISIONS)
-        _import_openvino()  # its clear error first
+        import_openvino()  # its clear error first
         self.artifact = read_artifact(model)
         self.precision = resolve_precision(precision)
         source = onnx_file(self.artifact, "openvino")
@@ -116,53 +112,3 @@ def with_argmax(model: Any, temperature: float = 1.0) -> Any:
     prob = ops.reduce_max(ops.softmax(scaled, 1), ops.constant(np.int64(1)), keep_dims=False)
     conf = ops.convert(ops.round(ops.multiply(prob, ops.constant(np.float32(255.0))), "half_to_even"), "u8")
     return ov.Model([labels.output(0), conf.output(0)], model.get_parameters(), "segmentation_with_argmax")
-
-
-def quantize(artifact_dir: str | Path, inputs: Iterable[np.ndarray], n_frames: int, split: str,
-             check_frames: list[np.ndarray] | None = None) -> dict[str, Any]:
-    """Post-training int8 quantization with NNCF, calibrated on `inputs`
-    (network inputs exactly as the Segmenter makes them). Writes model_int8.xml
-    (+ .bin, fp32 weights kept: `compress_to_fp16=False`) beside model.onnx and
-    records the calibration and the measured pixel agreement with fp32 in model.json."""
-    ov = _import_openvino()
-    try:
-        import nncf
-    except ImportError as exc:
-        raise ArtifactError("int8 quantization needs `pip install nncf` (the package's [openvino] extra)") from exc
-    art = read_artifact(artifact_dir)
-    onnx = onnx_file(art, "openvino")
-    calib = list(inputs)
-    if not calib:
-        raise ValueError("no calibration frames")
-    shape = calib[0].shape
-    core = shared_core()
-    model = core.read_model(str(onnx))
-    model.reshape({0: list(shape)})
-    quantized = nncf.quantize(model, nncf.Dataset(calib), subset_size=len(calib),
-                              preset=nncf.QuantizationPreset.MIXED)
-    out = Path(artifact_dir) / INT8_XML
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.xml")
-    agreement = None
-    try:
-        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
-        if check_frames:
-            config = {"INFERENCE_PRECISION_HINT": "f32"}
-            fp32 = core.compile_model(with_argmax(model), "CPU", config)
-            q = core.compile_model(with_argmax(core.read_model(str(tmp))), "CPU", config)
-            same = [float((fp32(x)[fp32.output(0)] == q(x)[q.output(0)]).mean()) for x in check_frames]
-            agreement = float(np.mean(same))
-        os.replace(tmp.with_suffix(".bin"), out.with_suffix(".bin"))
-        os.replace(tmp, out)
-    finally:  # a failed run leaves no half-written model behind
-        tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".bin").unlink(missing_ok=True)
-    summary = {"file": INT8_XML, "tool": f"nncf {nncf.__version__}, openvino {ov.__version__}",
-               "calibration": {"split": split, "frames": n_frames, "input_shape": list(shape),
-                               "preset": "mixed (symmetric weights, asymmetric activations)"},
-               "pixel_agreement_with_fp32": agreement, "agreement_frames": len(check_frames or [])}
-    meta_path = Path(artifact_dir) / "model.json"
-    meta = json.loads(meta_path.read_text())
-    meta["int8"] = summary
-    meta.setdefault("files", {})["int8"] = INT8_XML
-    write_atomic(meta_path, json.dumps(meta, indent=1))
-    return summary

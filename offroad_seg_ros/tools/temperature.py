@@ -1,18 +1,17 @@
-"""`offroad-seg calibrate` (and `export --calibrate`): temperature scaling of an
-artifact's confidence, fitted on a validation split.
+"""`offroad-seg calibrate` (and `export --calibrate`): the confidence's
+temperature, fitted on a validation split.
 
 One scalar T divides the logits before the softmax (Guo et al. 2017: the
 simplest calibration that works for modern networks; the class map is
 unchanged). T minimises the negative log-likelihood of the ground truth over
 validation pixels, taken at the network's scale exactly as the Segmenter
 sees them (its Preprocess), every `stride`-th pixel in each direction. It is
-recorded in model.json, where every backend reads it, with the NLL and ECE
-before and after on the same pixels.
+recorded in the artifact (model.json's `calibration` section), where every
+backend reads it, with the NLL and ECE before and after on the same pixels.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from offroad_seg_ros.core.artifact import MODEL_JSON, load_artifact
+from offroad_seg_ros.core.artifact import Artifact, load_artifact, update_artifact
 from offroad_seg_ros.core.calibration import CalibrationAccumulator
 from offroad_seg_ros.core.classes import IGNORE_INDEX
-from offroad_seg_ros.core.fsutil import write_atomic
 from offroad_seg_ros.core.preprocess import predict_labels
 from offroad_seg_ros.data.dataset import DatasetError, find_split, list_samples, read_image, read_raw_mask
 
@@ -48,10 +46,10 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
     return float(min(max(float(log_t.detach().exp()), T_RANGE[0]), T_RANGE[1]))
 
 
-def validation_logits(artifact: str | Path, data: str | Path, split: str = "val", frames: int = 32,
-                      stride: int = 2) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(logits (N, C), target (N,), frames used) of validation pixels, ignore pixels left out."""
-    art, net = load_artifact(artifact)
+def validation_logits(artifact: Artifact, model: torch.nn.Module, data: str | Path, split: str = "val",
+                      frames: int = 32, stride: int = 2) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(logits (N, C), target (N,), frames used) of validation pixels, ignore pixels left out;
+    `model` is the artifact's network, in eval mode."""
     folder = Path(data) if (Path(data) / "Color_Images").is_dir() else find_split(data, split)
     samples = list_samples(folder)
     if not samples:
@@ -62,9 +60,9 @@ def validation_logits(artifact: str | Path, data: str | Path, split: str = "val"
         for s in samples:
             assert s.mask is not None  # list_samples pairs every image with its mask
             image = torch.from_numpy(read_image(s.image))[None]
-            _, logits = predict_labels(net, art.preprocess, image)
+            _, logits = predict_labels(model, artifact.preprocess, image)
             h, w = logits.shape[-2:]
-            gt = art.classes.remap(read_raw_mask(s.mask), source=str(s.mask))
+            gt = artifact.classes.remap(read_raw_mask(s.mask), source=str(s.mask))
             gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_NEAREST)[::stride, ::stride]
             flat = logits[0, :, ::stride, ::stride].float().reshape(logits.shape[1], -1).T
             keep = torch.from_numpy(gt.reshape(-1) != IGNORE_INDEX)
@@ -83,20 +81,25 @@ def _scores(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> d
     return {"nll": float(F.cross_entropy(scaled, target)), "ece": acc.ece()}
 
 
-def calibrate_artifact(artifact: str | Path, data: str | Path, split: str = "val", frames: int = 32,
-                       stride: int = 2) -> dict[str, Any]:
-    """Fit T on `split` of `data` and record it (with how it was fitted) in the artifact's model.json."""
-    logits, target, used = validation_logits(artifact, data, split, frames, stride)
+def fit_model_temperature(artifact: Artifact, model: torch.nn.Module, data: str | Path, split: str = "val",
+                          frames: int = 32, stride: int = 2) -> dict[str, Any]:
+    """Fit T for `model` (in memory, eval mode) on `split` of `data`: the record for the
+    artifact's `calibration` section (T and how it was fitted)."""
+    logits, target, used = validation_logits(artifact, model, data, split, frames, stride)
     if not len(target):
         raise DatasetError(f"{data}: the {split} frames hold no labelled pixel to calibrate on")
     temperature = fit_temperature(logits, target)
     before, after = _scores(logits, target, 1.0), _scores(logits, target, temperature)
-    record = {"temperature": temperature, "method": "temperature scaling, NLL (LBFGS)", "split": split,
-              "frames": used, "pixels": int(len(target)), "pixel_stride": stride,
-              "nll_before": before["nll"], "nll_after": after["nll"],
-              "ece_before": before["ece"], "ece_after": after["ece"]}
-    meta_path = Path(artifact) / MODEL_JSON
-    meta = json.loads(meta_path.read_text())
-    meta["calibration"] = record
-    write_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
+    return {"temperature": temperature, "method": "temperature scaling, NLL (LBFGS)", "split": split,
+            "frames": used, "pixels": int(len(target)), "pixel_stride": stride,
+            "nll_before": before["nll"], "nll_after": after["nll"],
+            "ece_before": before["ece"], "ece_after": after["ece"]}
+
+
+def fit_artifact_temperature(artifact: str | Path, data: str | Path, split: str = "val", frames: int = 32,
+                             stride: int = 2) -> dict[str, Any]:
+    """Fit T for an existing artifact on `split` of `data` and record it in the artifact."""
+    art, model = load_artifact(artifact)
+    record = fit_model_temperature(art, model, data, split, frames, stride)
+    update_artifact(artifact, calibration=record)
     return record
