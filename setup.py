@@ -20,7 +20,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     # Ranges, not pins: robots bring their own torch (Jetson, CUDA builds) and
-    # share numpy / OpenCV with ROS 2. constraints.txt pins the
+    # share numpy / OpenCV with ROS 2. locks/ (make lock) pins the
     # versions CI and the README's commands use.
     install_requires=[
         "numpy>=1.26,<3",
@@ -53,6 +53,14 @@ setup(
         "console_scripts": [
             "offroad-seg = offroad_seg_ros.cli:main",
             "segmentation_node = offroad_seg_ros.node.entry:main",
+        ],
+        # `offroad-seg` subcommands from outside the runtime, loaded by offroad_seg_ros/cli/registry.py
+        # (the runtime never imports the training package): one Command each, named as the command.
+        "offroad_seg.commands": [
+            "synth = offroad_seg_train.commands:SYNTH",
+            "train = offroad_seg_train.commands:TRAIN",
+            "export = offroad_seg_train.commands:EXPORT",
+            "demo = offroad_seg_train.commands:DEMO",
         ],
     },
 )

@@ -1,0 +1,139 @@
+"""Scoring commands: `eval` (a model, or the node's recorded masks, against ground truth),
+`robustness` (a model under the corruption set) and `replay` (a bag played into a running node,
+its masks recorded for `eval`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from offroad_seg_ros.cli import options
+from offroad_seg_ros.cli.progress import progress_bar
+from offroad_seg_ros.cli.registry import Command
+from offroad_seg_ros.core.calibration import DEFAULT_MIN_CONFIDENCE
+from offroad_seg_ros.data.camera_checks import DEFAULT_DEGRADED_POLICY, DEGRADED_POLICIES
+from offroad_seg_ros.evaluation.corruptions import CORRUPTIONS, SEVERITIES
+
+REPORT_DIR = "report directory to create"
+REPLACE_REPORT = "replace an existing report directory"
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="bag directory (offroad-seg bag / ros2 bag record) or dataset split folder")
+    options.add_model(p, "model artifact directory to run")
+    p.add_argument("--predictions", metavar="TOPIC",
+                   help="score the node's recorded masks on TOPIC instead of running a model")
+    options.add_out(p, REPORT_DIR)
+    options.add_inference(p)
+    options.add_limit(p, "score at most N frames")
+    options.add_image_topic(p)
+    options.add_label_topics(p)
+    options.add_classes(p, "class table YAML (replay mode; a model brings its own)")
+    options.add_ignore_unknown(p, "score unknown raw IDs as ignore")
+    options.add_min_confidence(p, "as the node's parameter: report the share of pixels known and how often those "
+                               f"are right (default {DEFAULT_MIN_CONFIDENCE})")
+    options.add_quiet(p)
+    options.add_force(p, REPLACE_REPORT)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from offroad_seg_ros.core.classes import ClassTable
+    from offroad_seg_ros.evaluation.evaluate import evaluate
+    from offroad_seg_ros.evaluation.report import summary_table, write_report
+
+    out = options.out_dir(args)
+    classes = ClassTable.from_yaml(args.classes) if args.classes else None
+    metrics, gallery = evaluate(
+        args.source, model=args.model, predictions_topic=args.predictions, device=args.device,
+        precision=args.precision, backend=args.backend, threads=args.threads, limit=args.limit,
+        image_topic=args.image_topic,
+        gt_topic=args.gt_topic, name_topic=args.name_topic, classes=classes,
+        ignore_unknown=args.ignore_unknown, progress=not args.quiet, min_confidence=args.min_confidence,
+    )
+    write_report(out, metrics, gallery, force=args.force)
+    table = ClassTable.from_dict(metrics["classes"])
+    print(summary_table(metrics, table))
+    run = metrics["run"]
+    print(f"\n{run['frames_scored']} frames scored, unmatched {run['unmatched'] or 0}, skipped {run['skipped']}; "
+          f"{run['fps']:.1f} frames/s; report: {out}/report.md")
+    return 0
+
+
+def _robustness_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="bag directory or dataset split folder (with ground truth)")
+    options.add_model(p, "model artifact directory", required=True)
+    options.add_out(p, REPORT_DIR)
+    p.add_argument("--corruptions", nargs="+", choices=list(CORRUPTIONS), help="default: all")
+    p.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES), help="default: 1 2 3 4 5")
+    options.add_seed(p)
+    options.add_min_confidence(p, f"as the node's parameter (default {DEFAULT_MIN_CONFIDENCE})")
+    p.add_argument("--degraded-policy", choices=DEGRADED_POLICIES, default=DEFAULT_DEGRADED_POLICY,
+                   help=f"as the node's parameter (default {DEFAULT_DEGRADED_POLICY})")
+    options.add_limit(p, "at most N frames")
+    options.add_inference(p)
+    options.add_quiet(p)
+    options.add_force(p, REPLACE_REPORT)
+
+
+def _robustness(args: argparse.Namespace) -> int:
+    from offroad_seg_ros.evaluation.robustness import evaluate_robustness, robustness_markdown, write_robustness_report
+
+    out = options.out_dir(args)
+    result = evaluate_robustness(args.source, args.model, args.corruptions, args.severities, args.seed,
+                                 args.min_confidence, args.degraded_policy, limit=args.limit, device=args.device,
+                                 precision=args.precision, backend=args.backend, threads=args.threads,
+                                 progress=not args.quiet)
+    write_robustness_report(out, result, force=args.force)
+    print(robustness_markdown(result).split("\n## The corruptions")[0])
+    print(f"report written to {out}/robustness.md")
+    return 0
+
+
+def _replay_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bag", help="bag with camera images (e.g. from offroad-seg bag)")
+    options.add_out(p, "bag directory to create: the node's masks + the bag's ground truth")
+    p.add_argument("--node", default="/segmentation_node", help="[NAMESPACE/]NAME of the running node")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--lockstep", action="store_true",
+                      help="wait for each frame's mask before the next (default; every frame is scored)")
+    mode.add_argument("--rate", type=float, metavar="HZ", help="send at a fixed rate and count dropped frames")
+    p.add_argument("--cost", action="store_true", help="also record ~/cost")
+    options.add_image_topic(p, "the bag's camera topic")
+    options.add_label_topics(p, "copied to the output if present")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the node to appear (default 30)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for one frame's mask in lockstep (default 30)")
+    options.add_quiet(p)
+    options.add_force(p, "replace an existing output bag")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("rclpy") is None:
+        raise ValueError("replay talks to the node over ROS 2: source ROS 2 (e.g. /opt/ros/jazzy/setup.bash) "
+                         "first; 'rclpy' was not found")
+    from offroad_seg_ros.tools.replay import replay
+
+    with progress_bar("replay", disable=args.quiet) as progress:
+        res = replay(args.bag, args.out, node=args.node, image_topic=args.image_topic, gt_topic=args.gt_topic,
+                     name_topic=args.name_topic, rate=args.rate, record_cost=args.cost, wait_node=args.wait,
+                     timeout=args.timeout, force=args.force, progress=progress)
+    print(f"{res.mode}: {res.sent} frames sent, {res.received} answered, {res.dropped} dropped by the node; "
+          f"{res.fps:.1f} frames/s; bag written to {res.out}")
+    print(f"score it: offroad-seg eval {res.out} --predictions {split_topic(args.node)}/mask --out REPORT_DIR")
+    return 0
+
+
+def split_topic(node: str) -> str:
+    """The node's name as a topic prefix: absolute, as `--node` may omit the leading slash."""
+    return node if node.startswith("/") else "/" + node
+
+
+EVAL = Command("eval", "score a model (or a replay bag) and write a report", rank=80,
+               add_arguments=_eval_arguments, run=_eval)
+ROBUSTNESS = Command("robustness", "score a model under the corruption set (dust, glare, blur, dark, ...), "
+                     "with the camera checks and what the node would publish as known", rank=90,
+                     add_arguments=_robustness_arguments, run=_robustness)
+REPLAY = Command("replay", "play a bag into a running node over ROS 2 and record its masks", rank=100,
+                 add_arguments=_replay_arguments, run=_replay)
+COMMANDS = (EVAL, ROBUSTNESS, REPLAY)

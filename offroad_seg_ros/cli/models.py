@@ -1,0 +1,61 @@
+"""Commands that change a model artifact after export: `calibrate` (the confidence's
+temperature) and `quantize` (an int8 model for CPU robots)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from offroad_seg_ros.cli import options
+from offroad_seg_ros.cli.registry import Command
+
+
+def print_calibration(artifact: str | Path) -> None:
+    """One line on the temperature recorded in `artifact`'s model.json (also after `export --calibrate`)."""
+    from offroad_seg_ros.core.artifact import read_artifact
+
+    c = read_artifact(artifact).calibration
+    print(f"confidence calibrated on {c['frames']} {c['split']} frames ({c['pixels']:,} pixels): temperature "
+          f"{c['temperature']:.3f}; NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "
+          f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
+
+
+def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help="model artifact directory")
+    p.add_argument("data", help="dataset root (holding the split) or a split folder")
+    options.add_fit_split(p, "split to fit on (default val)", "frames, spread over the split (default 32)")
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from offroad_seg_ros.tools.temperature import fit_artifact_temperature
+
+    fit_artifact_temperature(args.artifact, args.data, split=args.split, frames=args.frames)
+    print_calibration(args.artifact)
+    return 0
+
+
+def _quantize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help="model artifact directory exported with --onnx")
+    p.add_argument("data", help="dataset root (holding the calibration split) or a split folder")
+    options.add_fit_split(p, "calibration split (default val)", "calibration frames (default 32)")
+    p.add_argument("--check-split", default="test", help="frames the agreement with fp32 is measured on")
+    p.add_argument("--check-frames", type=int, default=8, help="how many (default 8)")
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from offroad_seg_ros.tools.quantize import quantize_artifact
+
+    summary = quantize_artifact(args.artifact, args.data, split=args.split, frames=args.frames,
+                                check_split=args.check_split, check_frames=args.check_frames)
+    agree = summary["pixel_agreement_with_fp32"]
+    print(f"int8 model written to {args.artifact}/{summary['file']} (calibrated on {summary['calibration']['frames']} "
+          f"{summary['calibration']['split']} frames); pixel agreement with fp32: "
+          f"{'n/a' if agree is None else f'{100 * agree:.2f}%'}; run it with --backend openvino --precision int8")
+    return 0
+
+
+CALIBRATE = Command("calibrate", "fit an artifact's confidence temperature on a validation split", rank=50,
+                    add_arguments=_calibrate_arguments, run=_calibrate)
+QUANTIZE = Command("quantize", "calibrate an int8 model (OpenVINO + NNCF) beside an artifact's model.onnx", rank=60,
+                   add_arguments=_quantize_arguments, run=_quantize)
+COMMANDS = (CALIBRATE, QUANTIZE)
