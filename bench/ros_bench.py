@@ -42,13 +42,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from results import RESULTS, markdown, row, rss_mib  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from offroad_seg_ros.core.stamps import from_ns, to_seconds  # noqa: E402
+
 BIN = Path(sys.executable).parent
 H, W = 540, 960
 
 
 def _stamp_now(msg: Image) -> None:
-    t = time.time_ns()
-    msg.header.stamp.sec, msg.header.stamp.nanosec = t // 10**9, t % 10**9
+    msg.header.stamp.sec, msg.header.stamp.nanosec = from_ns(time.time_ns())
 
 
 def echo(mode: str) -> None:
@@ -106,7 +107,7 @@ class Client:
                                       QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
 
     def _on_mask(self, msg: Image) -> None:
-        self.lat.append(time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+        self.lat.append(time.time() - to_seconds(msg.header.stamp))
 
     def connect(self, timeout: float = 120) -> None:
         end = time.monotonic() + timeout
@@ -247,7 +248,7 @@ def bench_contention(light: Path, seconds: float = 10.0, rate: float = 30.0) -> 
             diags: list[DiagnosticArray] = []
 
             def on_mask(msg: Image, into: list[float]) -> None:
-                into.append(time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+                into.append(time.time() - to_seconds(msg.header.stamp))
 
             for n in names:
                 node.create_subscription(Image, f"/segmentation_node/{n + '/' if n else ''}mask",

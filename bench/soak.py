@@ -28,6 +28,8 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from offroad_seg_ros.core.stamps import from_ns, to_seconds  # noqa: E402
+
 H, W = 270, 480
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -54,8 +56,7 @@ def frames(rng: np.random.Generator, bad_share: float):
         elif r < bad_share + 0.05:
             kind = "unstamped"
         if kind != "unstamped":
-            t = time.time_ns()
-            img.header.stamp.sec, img.header.stamp.nanosec = t // 10**9, t % 10**9
+            img.header.stamp.sec, img.header.stamp.nanosec = from_ns(time.time_ns())
         yield kind, img
 
 
@@ -81,7 +82,7 @@ def main() -> None:
         diags: list[dict[str, str]] = []
         # Unstamped frames (stamp 0) have no latency: counted by the node, left out here too.
         node.create_subscription(Image, "/segmentation_node/mask", lambda m: lat.append(
-            (time.monotonic(), time.time() - m.header.stamp.sec - m.header.stamp.nanosec * 1e-9))
+            (time.monotonic(), time.time() - to_seconds(m.header.stamp)))
             if m.header.stamp.sec else None, RELIABLE)
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(
             {kv.key: kv.value for kv in m.status[0].values}), 10)

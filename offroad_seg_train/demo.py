@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from offroad_seg_ros.core.resources import config_path
+from offroad_seg_ros.data.dataset import IMAGE_DIR
 
 SMALL = {"train": 60, "val": 10, "test": 10}
 FULL = {"train": 320, "val": 40, "test": 40}
@@ -97,7 +98,7 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
             shutil.rmtree(p, ignore_errors=True)
 
     _stage("1/5 synth: generate the desert dataset",
-           lambda: all((data / s / "Color_Images").is_dir() for s in counts),
+           lambda: all((data / s / IMAGE_DIR).is_dir() for s in counts),
            lambda: generate(data, counts, seed=seed, force=force), force)
 
     def train() -> None:
@@ -124,7 +125,7 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
     def score() -> None:
         metrics, gallery = evaluate(bag, model=model, device=device)
         write_report(report, metrics, gallery, force=True)
-        write_preview(model, sorted((data / "test" / "Color_Images").glob("*.png"))[0], out / "preview.png", device)
+        write_preview(model, sorted((data / "test" / IMAGE_DIR).glob("*.png"))[0], out / "preview.png", device)
 
     _stage("5/5 eval: score the bag, write the report", lambda: (report / "metrics.json").is_file(), score, False)
 

@@ -17,6 +17,7 @@ from bombs import jpeg_bomb, png_bomb
 from rosbags.rosbag2 import Writer
 from rosutil import TS, compressed_cdr, image_cdr, random_rgb
 
+from offroad_seg_ros.core.stamps import Stamp
 from offroad_seg_ros.data.bag import COMPRESSED, IMAGE_TOPIC, open_bag, write_bag
 from offroad_seg_ros.data.dataset import DatasetError, read_image
 from offroad_seg_ros.data.image_msgs import ImageConversionError, compressed_to_rgb
@@ -181,7 +182,7 @@ def test_diagnostics_name_the_worst_condition_and_its_reason():
     level, msg, _ = _report(h, 1.0, frames_in=30, bad=30)
     assert (level, msg) == (ERROR, "all 30 frames in the last 1.0 s were bad: unsupported encoding: encoding='xyz'")
     for i in range(27):
-        h.frame_done(100, 0, 100.05, done_at=1.0 + i * 0.03)
+        h.frame_done(Stamp(100, 0), 100.05, done_at=1.0 + i * 0.03)
     for _ in range(3):
         h.frame_bad("corrupt JPEG")
     level, msg, _ = _report(h, 2.0, frames_in=60, bad=33, processed=27)
@@ -194,11 +195,11 @@ def test_diagnostics_name_the_worst_condition_and_its_reason():
 
 def test_unstamped_frames_are_counted_and_left_out_of_latency():
     h = Health()
-    h.frame_done(0, 0, 1.8e9, done_at=1.0)  # stamp 0: a simulator's or a test publisher's
+    h.frame_done(Stamp(0, 0), 1.8e9, done_at=1.0)  # stamp 0: a simulator's or a test publisher's
     level, msg, values = _report(h, 1.5, frames_in=1, processed=1)
     v = dict(values)
     assert v["unstamped_frames"] == "1" and v["latency_p50_ms"] == "n/a" and level == OK
-    h.frame_done(100, 0, 100.04, done_at=1.2)
+    h.frame_done(Stamp(100, 0), 100.04, done_at=1.2)
     assert dict(_report(h, 1.6, frames_in=2, processed=2)[2])["latency_p50_ms"] == "40.00"
 
 
@@ -209,7 +210,7 @@ def test_every_frame_is_accounted_for(segmenter):
     for raw in (good, bad, good, bad, bad):
         result = pipe.process(raw, ["mask"])
         if result is not None:
-            pipe.health.frame_done(result.header.sec, result.header.nanosec, 2.0)
+            pipe.health.frame_done(result.header, 2.0)
     _, _, values = pipe.diagnostics(received=7, dropped=2, rate_limited=4)
     v = {k: int(x) for k, x in values if k.startswith(("frames", "bad", "inference"))}
     assert v["frames_in"] == 11 and v["frames_in_flight"] == 0

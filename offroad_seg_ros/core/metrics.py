@@ -1,7 +1,7 @@
 """Segmentation metrics from one confusion matrix (rows: ground truth, cols: prediction).
 
 Used by training validation and the evaluator, so both report the same numbers.
-Definitions (DESIGN.md): a class with neither ground truth nor prediction is
+Definitions (docs/architecture.md, Metrics): a class with neither ground truth nor prediction is
 n/a (NaN) and left out of every mean; mIoU is over classes present in the
 ground truth (and, shown separately, over all classes that are not n/a).
 torchmetrics computes the same per-class values (checked in the tests) but not
@@ -62,7 +62,7 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def scores(cm: np.ndarray | torch.Tensor) -> dict[str, Any]:
-    """Every metric of DESIGN.md from a (C, C + 1) confusion matrix. NaN = n/a."""
+    """Every metric of docs/architecture.md (Metrics) from a (C, C + 1) confusion matrix. NaN = n/a."""
     cm = cm.detach().cpu().numpy() if isinstance(cm, torch.Tensor) else np.asarray(cm)
     cm = cm.astype(np.float64)
     gt = cm.sum(1)  # includes "no prediction"

@@ -24,11 +24,11 @@ from rosbags.typesys import Stores, get_typestore
 
 from offroad_seg_ros.core.classes import ClassTable
 from offroad_seg_ros.core.fsutil import atomic_directory
+from offroad_seg_ros.core.stamps import NS_PER_S, from_ns, to_ns
 from offroad_seg_ros.data.dataset import DatasetError, list_samples, read_image, read_raw_mask
 from offroad_seg_ros.data.image_msgs import (
     ImageConversionError,
-    parse_compressed_cdr,
-    parse_image_cdr,
+    parse_cdr,
     to_array,
     view_to_rgb,
 )
@@ -58,7 +58,7 @@ def write_bag(
     compressed: str | None = None,
     rate: float = 10.0,
     frame_id: str = "camera",
-    start_ns: int = 1_700_000_000 * 10**9,
+    start_ns: int = 1_700_000_000 * NS_PER_S,
     table: ClassTable | None = None,
     ignore_unknown: bool = False,
     force: bool = False,
@@ -93,8 +93,8 @@ def write_bag(
         c_gt = writer.add_connection(gt_topic, IMAGE, typestore=ts) if samples[0].mask else None
         c_name = writer.add_connection(name_topic, HEADER, typestore=ts)
         for i, s in enumerate(samples):
-            t = start_ns + round(i * 1e9 / rate)
-            header = Header(Time(t // 10**9, t % 10**9), frame_id)
+            t = start_ns + round(i * NS_PER_S / rate)
+            header = Header(Time(*from_ns(t)), frame_id)
             rgb = read_image(s.image)
             if compressed:
                 ok, buf = cv2.imencode(".png" if compressed == "png" else ".jpg",
@@ -141,10 +141,6 @@ class PairingStats:
         self.bad_count += 1
         if len(self.bad) < 20:
             self.bad.append(why)
-
-
-def _stamp(view) -> int:
-    return view.sec * 10**9 + view.nanosec
 
 
 def open_bag(path: str | Path) -> Reader:
@@ -238,18 +234,18 @@ def _some(frame: Frame | None) -> Iterator[Frame]:
 def _decode(role: str, msgtype: str, raw: bytes):
     if msgtype == HEADER:
         msg: Any = TYPESTORE.deserialize_cdr(raw, HEADER)  # rosbags' generated class: untyped fields
-        return msg.frame_id, int(msg.stamp.sec) * 10**9 + int(msg.stamp.nanosec)
-    view = parse_compressed_cdr(raw) if msgtype == COMPRESSED else parse_image_cdr(raw)
+        return msg.frame_id, to_ns(msg.stamp)
+    view = parse_cdr(raw, msgtype == COMPRESSED)
     if msgtype not in (IMAGE, COMPRESSED):
         raise ImageConversionError(f"unsupported message type {msgtype}")
     if role == "image":
-        return view_to_rgb(view), _stamp(view)
+        return view_to_rgb(view), to_ns(view)
     arr = to_array(view.encoding, view.height, view.width, view.step, view.is_bigendian, view.data)
     if role == "gt" and arr.dtype != np.uint16:
         raise ImageConversionError(f"ground truth must be mono16 raw IDs, got {view.encoding!r}")
     if role == "pred" and arr.dtype != np.uint8:
         raise ImageConversionError(f"predictions must be mono8 class indices, got {view.encoding!r}")
-    return np.array(arr), _stamp(view)  # copy: the reader's buffer is reused
+    return np.array(arr), to_ns(view)  # copy: the reader's buffer is reused
 
 
 def is_bag(path: str | Path) -> bool:

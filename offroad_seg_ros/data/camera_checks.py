@@ -34,13 +34,18 @@ import cv2
 import numpy as np
 
 # What the node does with a frame that raised a check: publish it flagged only, publish its
-# cost and ground outputs all unknown, or drop it (DESIGN departs: README).
+# cost and ground outputs all unknown, or drop it (README.md, "When the camera or the model can't be trusted").
 DEGRADED_POLICIES = ("publish", "unknown", "drop")
 DEFAULT_DEGRADED_POLICY = "unknown"
 
 SIZE = (320, 180)  # (w, h) of the grey copy
 CHANGING = 6.0  # median grey change of a pixel between frames for "the scene changes"
 STILL = 0.15  # a pixel changing less than this share of the median change is "still"
+
+
+def check_degraded_policy(policy: str) -> None:
+    if policy not in DEGRADED_POLICIES:
+        raise ValueError(f"degraded_policy must be one of {', '.join(DEGRADED_POLICIES)}, got {policy!r}")
 
 
 @dataclass(frozen=True)

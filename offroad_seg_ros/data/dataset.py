@@ -59,6 +59,13 @@ def find_split(root: str | Path, split: str) -> Path:
     )
 
 
+def split_folder(data: str | Path, split: str) -> Path:
+    """`data` itself when it is a split folder (holding `Color_Images`, whatever its name), else
+    `split` under it: the tools that take "a dataset root or a split folder"."""
+    data = Path(data)
+    return data if (data / IMAGE_DIR).is_dir() else find_split(data, split)
+
+
 def available_splits(root: str | Path) -> dict[str, Path]:
     found = {}
     for split in SPLITS:

@@ -48,6 +48,8 @@ _TO_RGB: dict[str, int | None] = {
 # Frames above this many pixels are refused before any decode or conversion:
 # four 4K frames' worth, far above any camera, far below a decompression bomb.
 MAX_PIXELS = 4 * 3840 * 2160
+# Significant bits of 16-bit data: all 16 is cv_bridge's conversion to 8 bits.
+FULL_BITS = 16
 
 
 class ImageConversionError(ValueError):
@@ -125,22 +127,31 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
             f"{what} is {width}x{height} = {width * height} pixels, above max_pixels={max_pixels}")
 
 
+def check_max_pixels(max_pixels: int) -> None:
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+
+
+def check_bits(bits: int) -> None:
+    if not 8 <= bits <= 16:
+        raise ValueError(f"input_bits (significant bits of 16-bit input) must be within 8..16, got {bits}")
+
+
 @functools.lru_cache(maxsize=16)
 def _scale_lut(bits: int) -> np.ndarray:
     top = (1 << bits) - 1
     return np.round(np.minimum(np.arange(65536), top) * (255.0 / top)).astype(np.uint8)
 
 
-def scale_to_8bit(array: np.ndarray, bits: int = 16) -> np.ndarray:
+def scale_to_8bit(array: np.ndarray, bits: int = FULL_BITS) -> np.ndarray:
     """uint16 data with `bits` significant bits -> uint8, round(v * 255 / (2^bits - 1)),
     values above the range saturating. bits=16 is cv_bridge's conversion to 8
     bits; a 12-bit camera in mono16 needs bits=12 to use the full range."""
-    if not 8 <= bits <= 16:
-        raise ValueError(f"significant bits must be within 8..16, got {bits}")
+    check_bits(bits)
     return _scale_lut(bits)[array]
 
 
-def to_rgb(array: np.ndarray, encoding: str, bits: int = 16) -> np.ndarray:
+def to_rgb(array: np.ndarray, encoding: str, bits: int = FULL_BITS) -> np.ndarray:
     """RGB uint8 (H, W, 3) for the model, from `to_array`'s view of `encoding`."""
     if array.dtype == np.uint16:
         array = scale_to_8bit(array, bits)
@@ -148,7 +159,7 @@ def to_rgb(array: np.ndarray, encoding: str, bits: int = 16) -> np.ndarray:
     return array if code is None else cv2.cvtColor(np.ascontiguousarray(array), code)
 
 
-def image_msg_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS, bits: int = 16) -> np.ndarray:
+def image_msg_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS, bits: int = FULL_BITS) -> np.ndarray:
     """Any sensor_msgs/Image-like object -> RGB uint8 (H, W, 3)."""
     check_pixels(msg.width, msg.height, max_pixels, f"image ({msg.encoding!r})")
     arr = to_array(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
@@ -238,7 +249,7 @@ def _decode_jpeg(buf: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def view_to_rgb(view: ImageView, max_pixels: int = MAX_PIXELS, bits: int = 16) -> np.ndarray:
+def view_to_rgb(view: ImageView, max_pixels: int = MAX_PIXELS, bits: int = FULL_BITS) -> np.ndarray:
     """An Image or CompressedImage view -> RGB uint8; refuses more than
     `max_pixels` before converting anything."""
     if view.format:
@@ -335,3 +346,8 @@ def parse_compressed_cdr(raw: bytes | memoryview) -> ImageView:
     sec, nanosec, frame_id = r.i32(), r.u32(), r.string()
     fmt = r.string()
     return ImageView(sec, nanosec, frame_id, format=fmt or "unknown", data=r.bytes_seq())
+
+
+def parse_cdr(raw: bytes | memoryview, compressed: bool) -> ImageView:
+    """Serialized CompressedImage (`compressed`) or Image -> ImageView."""
+    return parse_compressed_cdr(raw) if compressed else parse_image_cdr(raw)

@@ -125,7 +125,7 @@ def evaluate(
     progress: bool = True,
     min_confidence: float | None = None,
 ) -> tuple[dict[str, Any], Gallery]:
-    """Metrics of DESIGN.md plus run information; and the gallery thumbnails.
+    """Metrics (docs/architecture.md) plus run information; and the gallery thumbnails.
     Running a model, also the calibration of its confidence (ECE, reliability,
     risk-coverage) and, with `min_confidence`, the share of pixels it leaves
     known and how often those are right."""

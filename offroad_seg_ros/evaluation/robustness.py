@@ -28,7 +28,12 @@ from offroad_seg_ros.core.calibration import CalibrationAccumulator, confidence_
 from offroad_seg_ros.core.classes import IGNORE_INDEX
 from offroad_seg_ros.core.metrics import MetricAccumulator
 from offroad_seg_ros.data.bag import PairingStats
-from offroad_seg_ros.data.camera_checks import DEGRADED_POLICIES, CameraChecks, CheckThresholds
+from offroad_seg_ros.data.camera_checks import (
+    DEFAULT_DEGRADED_POLICY,
+    CameraChecks,
+    CheckThresholds,
+    check_degraded_policy,
+)
 from offroad_seg_ros.data.dataset import DatasetError
 from offroad_seg_ros.evaluation.corruptions import CORRUPTIONS, MIDDLE, SEVERITIES, corrupt_stream
 from offroad_seg_ros.evaluation.evaluate import calibration_figures, open_frames
@@ -71,7 +76,7 @@ def _score(segmenter: Any, stream: Any, level: int, policy: str, checks: CameraC
 
 def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequence[str] | None = None,
                         severities: Sequence[int] = SEVERITIES, seed: int = 0, min_confidence: float = 0.0,
-                        degraded_policy: str = "unknown", checks: CheckThresholds | None = None,
+                        degraded_policy: str = DEFAULT_DEGRADED_POLICY, checks: CheckThresholds | None = None,
                         limit: int | None = None, device: str = "auto", precision: str = "fp32",
                         backend: str = "torch", threads: int = 0, progress: bool = True) -> dict[str, Any]:
     from offroad_seg_ros.inference.segmenter import Segmenter
@@ -83,8 +88,7 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
     bad_sev = [s for s in severities if s not in SEVERITIES]
     if bad_sev:
         raise ValueError(f"severities must be within {SEVERITIES}, got {bad_sev}")
-    if degraded_policy not in DEGRADED_POLICIES:
-        raise ValueError(f"degraded_policy must be one of {DEGRADED_POLICIES}, got {degraded_policy!r}")
+    check_degraded_policy(degraded_policy)
     level = confidence_level(min_confidence)
     thresholds = checks or CheckThresholds()
     segmenter = Segmenter(model, device=device, precision=precision, backend=backend, warmup_size=None,

@@ -14,8 +14,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from offroad_seg_ros.core.stamps import seconds_to_ns
 from offroad_seg_ros.ground.mapper import GroundFrame
 from offroad_seg_ros.ground.projection import UNKNOWN
+
+MAX_AGE_S = 0.5  # the node's fused_max_age
+
+
+def check_max_age(max_age_s: float) -> None:
+    if max_age_s <= 0:
+        raise ValueError(f"the fused grid's max age: fused_max_age must be > 0 s, got {max_age_s}")
 
 
 def fuse_frames(frames: Sequence[GroundFrame]) -> GroundFrame:
@@ -47,10 +55,9 @@ def fuse_frames(frames: Sequence[GroundFrame]) -> GroundFrame:
 class GridFusion:
     """Each camera's newest grid, and their fusion."""
 
-    def __init__(self, max_age_s: float = 0.5) -> None:
-        if max_age_s <= 0:
-            raise ValueError(f"fused grid max age must be > 0 s, got {max_age_s}")
-        self.max_age_ns = int(max_age_s * 1e9)
+    def __init__(self, max_age_s: float = MAX_AGE_S) -> None:
+        check_max_age(max_age_s)
+        self.max_age_ns = seconds_to_ns(max_age_s)
         self._latest: dict[str, tuple[int, GroundFrame]] = {}
 
     def update(self, camera: str, frame: GroundFrame, stamp_ns: int) -> None:

@@ -27,11 +27,12 @@ import math
 import threading
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import numpy as np
 
+from offroad_seg_ros.core.stamps import NS_PER_S, seconds_to_ns, to_ns
 from offroad_seg_ros.ground.mapper import GroundFrame
 from offroad_seg_ros.ground.projection import UNKNOWN, GridSpec
 
@@ -46,14 +47,23 @@ class MapSpec:
     mark_after: int = 2
     jump_m: float = 1.0
     odom_slop_s: float = 0.1  # how far a frame's stamp may lie beyond the odometry it is placed with
+    # field -> the node parameter that sets it (node/params.py)
+    PARAMETERS: ClassVar[dict[str, str]] = {
+        "resolution": "map_resolution", "size": "map_size", "memory_s": "map_memory", "mark_after": "map_mark_after",
+        "jump_m": "map_jump", "odom_slop_s": "map_odom_slop"}
 
     def __post_init__(self) -> None:
-        bad = [f"{k}={getattr(self, k)}" for k in ("resolution", "size", "memory_s", "jump_m")
-               if not getattr(self, k) > 0]
-        bad += [f"mark_after={self.mark_after}"] if self.mark_after < 1 else []
-        bad += [f"odom_slop_s={self.odom_slop_s}"] if self.odom_slop_s < 0 else []
+        bad = [f for f in ("resolution", "size", "memory_s", "jump_m") if not getattr(self, f) > 0]
+        bad += ["mark_after"] if self.mark_after < 1 else []
+        bad += ["odom_slop_s"] if self.odom_slop_s < 0 else []
         if bad:
-            raise ValueError(f"local map settings out of range: {', '.join(bad)}")
+            listed = ", ".join(f"{self.PARAMETERS[f]}={getattr(self, f)}" for f in bad)
+            raise ValueError(f"parameters out of range (> 0; map_mark_after >= 1, map_odom_slop >= 0): {listed}")
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> MapSpec:
+        """From the node's map_* parameters."""
+        return cls(**{f.name: p[cls.PARAMETERS[f.name]] for f in fields(cls)})
 
     @property
     def cells(self) -> int:
@@ -76,15 +86,15 @@ def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
 def odometry_pose(msg: Any) -> tuple[int, Pose2D, str]:
     """(stamp ns, base pose, frame) of a nav_msgs/Odometry (rclpy or rosbags message)."""
     stamp, p, q = msg.header.stamp, msg.pose.pose.position, msg.pose.pose.orientation
-    return (int(stamp.sec) * 10**9 + int(stamp.nanosec), Pose2D(float(p.x), float(p.y),
-            yaw_from_quaternion(q.x, q.y, q.z, q.w)), str(msg.header.frame_id))
+    return (to_ns(stamp), Pose2D(float(p.x), float(p.y), yaw_from_quaternion(q.x, q.y, q.z, q.w)),
+            str(msg.header.frame_id))
 
 
 class OdometryTrack:
     """Recent odometry poses by stamp: the pose at a frame's stamp, and jumps."""
 
     def __init__(self, jump_m: float, keep_s: float = 5.0) -> None:
-        self.jump_m, self.keep_ns = jump_m, int(keep_s * 1e9)
+        self.jump_m, self.keep_ns = jump_m, seconds_to_ns(keep_s)
         self._stamps: deque[int] = deque()
         self._poses: deque[Pose2D] = deque()
 
@@ -95,7 +105,7 @@ class OdometryTrack:
             last_t, last = self._stamps[-1], self._poses[-1]
             leap = math.hypot(pose.x - last.x, pose.y - last.y)
             if stamp_ns < last_t:
-                reason = f"odometry went back in time by {(last_t - stamp_ns) / 1e9:.3f} s"
+                reason = f"odometry went back in time by {(last_t - stamp_ns) / NS_PER_S:.3f} s"
             elif leap > self.jump_m:
                 reason = f"odometry leapt {leap:.2f} m between two messages (> {self.jump_m:g} m)"
         if reason:
@@ -168,7 +178,7 @@ class LocalMap:
     def integrate(self, frame: GroundFrame, stamp_ns: int) -> bool:
         """Place one grid taken at `stamp_ns`; False (counted) without odometry for that stamp."""
         with self._lock:
-            pose = self.track.at(stamp_ns, int(self.spec.odom_slop_s * 1e9))
+            pose = self.track.at(stamp_ns, seconds_to_ns(self.spec.odom_slop_s))
             if pose is None:
                 self.skipped += 1
                 return False
@@ -230,7 +240,7 @@ class LocalMap:
         with self._lock:
             if self.track.latest is None:
                 return None
-            stale = self.seen < self.newest_ns - int(self.spec.memory_s * 1e9)
+            stale = self.seen < self.newest_ns - seconds_to_ns(self.spec.memory_s)
             self.cost[stale] = UNKNOWN
             self.hits[stale] = 0
             self.seen[stale] = NEVER

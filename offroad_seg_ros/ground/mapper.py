@@ -13,10 +13,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
+from offroad_seg_ros.core.stamps import seconds_to_ns, to_ns
 from offroad_seg_ros.data.bag import TYPESTORE
 from offroad_seg_ros.data.image_msgs import DEPTH_ENCODINGS, ImageConversionError, parse_image_cdr, to_array
 from offroad_seg_ros.ground.projection import (
@@ -34,6 +36,24 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DEPTH_FALLBACKS = ("flat", "skip")
 
 
+@dataclass(frozen=True)
+class MapperSpec:
+    """How a camera's pixels reach the ground: its camera_info's model, and depth (node parameters of these names)."""
+
+    rectified: bool = False  # project with camera_info's P and no distortion
+    depth: bool = False  # place pixels by an aligned depth image
+    depth_fallback: str = "flat"  # a frame without a paired depth image: flat ground, or skip (no grid)
+    depth_slop: float = 0.02  # s: the largest stamp difference between a colour frame and its depth image
+
+    def __post_init__(self) -> None:
+        if self.depth_fallback not in DEPTH_FALLBACKS:
+            raise ValueError(f"depth_fallback must be {' or '.join(DEPTH_FALLBACKS)}, got {self.depth_fallback!r}")
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> MapperSpec:
+        return cls(bool(p["rectified"]), bool(p["depth"]), str(p["depth_fallback"]), float(p["depth_slop"]))
+
+
 @dataclass
 class GroundFrame:
     cost: np.ndarray  # uint8 (rows, cols), 255 unknown
@@ -49,15 +69,13 @@ class GroundFrame:
 
 
 class GroundMapper:
-    def __init__(self, pose: CameraPose, grid: GridSpec, costs: ClassCosts, rectified: bool = False,
-                 depth: bool = False, depth_fallback: str = "flat", depth_slop: float = 0.02,
+    def __init__(self, pose: CameraPose, grid: GridSpec, costs: ClassCosts, spec: MapperSpec | None = None,
                  info_topic: str = "camera_info", count: bool = False):
         pose.check()  # fatal at start: below the ground, or looking up
-        if depth_fallback not in DEPTH_FALLBACKS:
-            raise ValueError(f"parameter depth_fallback must be flat or skip, got {depth_fallback!r}")
+        spec = spec or MapperSpec()
         self.pose, self.grid, self.costs = pose, grid, costs
-        self.rectified, self.depth, self.depth_fallback = rectified, depth, depth_fallback
-        self.depth_slop_ns = int(depth_slop * 1e9)
+        self.rectified, self.depth, self.depth_fallback = spec.rectified, spec.depth, spec.depth_fallback
+        self.depth_slop_ns = seconds_to_ns(spec.depth_slop)
         self.info_topic = info_topic
         self.count = count  # pixels per cell, for fusing several cameras
         self._lock = threading.Lock()
@@ -87,7 +105,7 @@ class GroundMapper:
     def on_depth(self, raw: bytes) -> None:
         view = parse_image_cdr(raw)
         with self._lock:
-            self._depth[view.sec * 10**9 + view.nanosec] = bytes(raw)
+            self._depth[to_ns(view)] = bytes(raw)
             while len(self._depth) > 8:
                 self._depth.popitem(last=False)
 

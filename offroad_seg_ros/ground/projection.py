@@ -176,7 +176,16 @@ class GridSpec:
 
     def __post_init__(self) -> None:
         if self.resolution <= 0 or self.size_x <= 0 or self.size_y <= 0 or self.max_range <= 0:
-            raise ProjectionError(f"grid resolution, size and max_range must be positive: {self}")
+            raise ProjectionError(f"grid_resolution ({self.resolution}), grid_size ([{self.size_x}, {self.size_y}]) "
+                                  f"and max_range ({self.max_range}) must be positive")
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> GridSpec:
+        """From the node's parameters grid_resolution, grid_size [x, y] and max_range (centred on the robot)."""
+        size = list(p["grid_size"])
+        if len(size) != 2:
+            raise ProjectionError(f"grid_size must be two values [x, y] in m, got {size}")
+        return cls(p["grid_resolution"], float(size[0]), float(size[1]), max_range=p["max_range"])
 
     @property
     def cols(self) -> int:

@@ -23,8 +23,7 @@ from offroad_seg_ros.core.calibration import confidence_level
 from offroad_seg_ros.core.classes import IGNORE_INDEX, UNKNOWN_COST
 from offroad_seg_ros.core.preprocess import keep_resize_out_of_compile
 from offroad_seg_ros.inference.backend import Backend, backend_class
-
-OUTPUTS = ("mask", "cost", "color", "overlay", "confidence", "known_mask")
+from offroad_seg_ros.inference.outputs import OUTPUTS
 
 
 @dataclass

@@ -1,19 +1,23 @@
 """One camera of the node without rclpy: its topic names, its frame pipeline
 and ground outputs, its counters, rate limit and diagnostics summary. The node
-keeps its publishers and subscriptions here, and nothing else."""
+keeps its publishers here, and nothing else."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from offroad_seg_ros.core.stamps import to_ns
+from offroad_seg_ros.data.camera_checks import CameraChecks
 from offroad_seg_ros.ground.mapper import GroundFrame, GroundMapper
 from offroad_seg_ros.ground.projection import CameraPose, ClassCosts
+from offroad_seg_ros.inference.outputs import KNOWN_MASK
 from offroad_seg_ros.inference.segmenter import Segmenter
-from offroad_seg_ros.node.health import WARN
-from offroad_seg_ros.node.messages import cloud_fields, grid_fields, header_fields
+from offroad_seg_ros.node.health import WARN, Health
+from offroad_seg_ros.node.latest import LatestFrameWorker
 from offroad_seg_ros.node.params import NodeConfig
-from offroad_seg_ros.node.pipeline import FramePipeline, wanted_outputs
+from offroad_seg_ros.node.pipeline import FramePipeline, FrameResult, wanted_outputs
 
 
 def camera_topic(name: str, base: str) -> str:
@@ -29,10 +33,8 @@ def camera_output(name: str, base: str) -> str:
 def ground_mapper(c: NodeConfig, pose: list[float], seg: Segmenter, info_topic: str) -> GroundMapper:
     """A camera's ground outputs, as the parameters ask (the grid is the node's)."""
     assert c.grid is not None
-    p = c.params
     return GroundMapper(CameraPose.from_list(pose), c.grid, ClassCosts(seg.classes, seg.cost_lut.cpu().numpy()),
-                        rectified=p["rectified"], depth=p["depth"], depth_fallback=p["depth_fallback"],
-                        depth_slop=p["depth_slop"], info_topic=info_topic, count=c.fused)
+                        c.mapper, info_topic=info_topic, count=c.fused)
 
 
 @dataclass
@@ -40,13 +42,19 @@ class Camera:
     name: str  # "" = the single-camera layout (image, ~/mask)
     pipeline: FramePipeline
     ground: GroundMapper | None = None
-    pubs: dict[str, Any] = field(default_factory=dict)  # image output name -> publisher
-    grid_pub: Any = None
-    cloud_pub: Any = None
-    subs: list[Any] = field(default_factory=list)
+    pubs: dict[str, Any] = field(default_factory=dict)  # output name (image outputs, grid outputs) -> publisher
     last_accept: float = -float("inf")
     rate_limited: int = 0
     publish_failures: int = 0
+
+    @classmethod
+    def configured(cls, name: str, c: NodeConfig, seg: Segmenter, resolve: Callable[[str], str]) -> Camera:
+        """A camera as the node's parameters ask, without its ROS parts; `resolve` gives a topic's full name."""
+        p = c.params
+        health = Health(resolve(camera_topic(name, c.image_topic)), 3 * p["diagnostics_period"])
+        return cls(name, FramePipeline(seg, compressed=p["compressed"], max_pixels=p["max_pixels"],
+                                       input_bits=p["input_bits"], health=health, checks=CameraChecks(c.checks),
+                                       degraded_policy=p["degraded_policy"]))
 
     def topic(self, base: str) -> str:
         return camera_topic(self.name, base)
@@ -62,7 +70,7 @@ class Camera:
         known mask (unsure pixels unknown) whenever the ground outputs project it."""
         wanted = wanted_outputs(enabled, self.subscribers)
         if self.ground is not None:
-            wanted.append("known_mask")
+            wanted.append(KNOWN_MASK)
         return wanted
 
     @property
@@ -77,29 +85,27 @@ class Camera:
         self.last_accept = now
         return True
 
-    def diagnostics(self, received: int, dropped: int) -> tuple[int, str, list[tuple[str, str]]]:
+    def ground_inputs(self) -> list[tuple[str, Callable[[bytes], None]]]:
+        """(input topic base, raw callback) of the ground outputs: camera_info, and depth if used."""
+        g = self.ground
+        if g is None:
+            return []
+        return [("camera_info", g.on_camera_info), *([("depth", g.on_depth)] if g.depth else [])]
+
+    def diagnostics(self, worker: LatestFrameWorker[Any]) -> tuple[int, str, list[tuple[str, str]]]:
         """(level, message, key/values) of this camera's DiagnosticStatus: the
         frames' health, with the ground outputs' condition competing."""
         warning = self.ground.condition() if self.ground is not None else None
         level, message, values = self.pipeline.diagnostics(
-            received, dropped, self.rate_limited, self.publish_failures, extra=[(WARN, warning)] if warning else None)
+            worker.received_by.get(self.name, 0), worker.dropped_by.get(self.name, 0), self.rate_limited,
+            self.publish_failures, extra=[(WARN, warning)] if warning else None)
         if self.ground is not None:
             values += self.ground.values()
         return level, message, values
 
-    def ground_frame(self, mask: Any, sec: int, nanosec: int) -> GroundFrame | None:
-        """The frame's grid, or None when it got none (counted in diagnostics)."""
-        assert self.ground is not None
-        return self.ground.project(mask, sec * 10**9 + nanosec)
-
-
-def ground_fields(frame: GroundFrame, sec: int, nanosec: int,
-                  c: NodeConfig) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """A grid's ~/grid and ~/obstacles message fields (None for those not published)."""
-    assert c.grid is not None
-    header = header_fields(sec, nanosec, str(c.params["base_frame"]))
-    grid = grid_fields(c.grid, frame.occupancy(), header) if c.params["publish_grid"] else None
-    cloud = None
-    if c.params["publish_obstacles"]:
-        cloud = cloud_fields(frame.points(c.grid, float(c.params["obstacle_height"])), header)
-    return grid, cloud
+    def ground_frame(self, result: FrameResult) -> GroundFrame | None:
+        """The frame's grid; None without ground outputs, for a withheld frame, or when
+        it got none (counted in diagnostics)."""
+        if self.ground is None or result.withheld:
+            return None
+        return self.ground.project(result.known_mask, to_ns(result.header))

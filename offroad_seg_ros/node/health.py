@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import astuple, dataclass, fields
 
+from offroad_seg_ros.core.stamps import StampLike, to_ns, to_seconds
 from offroad_seg_ros.node.stats import RateLatency
 
 OK, WARN, ERROR = 0, 1, 2
@@ -68,16 +69,16 @@ class Health:
         self.failed += 1
         self.last_failure = reason
 
-    def frame_done(self, stamp_sec: int, stamp_nanosec: int, now_sec: float, done_at: float | None = None) -> None:
+    def frame_done(self, stamp: StampLike, now_sec: float, done_at: float | None = None) -> None:
         """A processed frame; its latency from the header stamp to `now_sec`
         (the node's clock). Unstamped frames (stamp 0, common in simulators and
         test publishers) are counted and left out of the latency figures."""
         self.processed += 1
-        if stamp_sec == 0 and stamp_nanosec == 0:
+        if to_ns(stamp) == 0:
             self.unstamped += 1
             self.stats.add_frame(done_at)
         else:
-            self.stats.add(max(0.0, now_sec - (stamp_sec + stamp_nanosec * 1e-9)), done_at)
+            self.stats.add(max(0.0, now_sec - to_seconds(stamp)), done_at)
 
     def counts(self, received: int, dropped: int, rate_limited: int, other_failures: int = 0) -> Counts:
         """Totals, given the subscription's and the worker's own counters. Read

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from offroad_seg_ros.core.stamps import StampLike
 from offroad_seg_ros.ground.projection import GridSpec
 
 M = TypeVar("M")
@@ -30,8 +31,8 @@ def fill(msg: M, fields: Mapping[str, Any]) -> M:
     return msg
 
 
-def header_fields(sec: int, nanosec: int, frame_id: str) -> dict[str, Any]:
-    return {"stamp": {"sec": int(sec), "nanosec": int(nanosec)}, "frame_id": frame_id}
+def header_fields(stamp: StampLike, frame_id: str) -> dict[str, Any]:
+    return {"stamp": {"sec": int(stamp.sec), "nanosec": int(stamp.nanosec)}, "frame_id": frame_id}
 
 
 def grid_fields(spec: GridSpec, occupancy: np.ndarray, header: Mapping[str, Any]) -> dict[str, Any]:

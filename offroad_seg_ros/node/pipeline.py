@@ -12,28 +12,26 @@ from typing import Any
 import numpy as np
 
 from offroad_seg_ros.core.classes import IGNORE_INDEX, UNKNOWN_COST
-from offroad_seg_ros.data.camera_checks import CameraChecks, Condition
+from offroad_seg_ros.data.camera_checks import DEFAULT_DEGRADED_POLICY, CameraChecks, Condition
 from offroad_seg_ros.data.image_msgs import (
+    FULL_BITS,
     MAX_PIXELS,
     ImageConversionError,
     ImageView,
     image_fields,
-    parse_compressed_cdr,
-    parse_image_cdr,
+    parse_cdr,
     view_to_rgb,
 )
+from offroad_seg_ros.inference.outputs import ENCODINGS, ON_DEMAND
 from offroad_seg_ros.inference.segmenter import Segmentation, Segmenter
 from offroad_seg_ros.node.health import Health
-
-OUTPUT_ENCODINGS = {"mask": "mono8", "cost": "mono8", "confidence": "mono8", "color": "rgb8", "overlay": "rgb8"}
-ON_DEMAND = ("color", "overlay")  # expensive rgb8 outputs: only while subscribed
 
 
 @dataclass
 class FrameResult:
     header: ImageView
     outputs: dict[str, dict[str, Any]]  # name -> Image fields (no header)
-    ground_mask: Any = None  # uint8 (H, W) classes, 255 unknown (known_mask), when asked for
+    known_mask: Any = None  # uint8 (H, W) classes, 255 unknown (outputs.KNOWN_MASK), when asked for
     conditions: list[Condition] = field(default_factory=list)  # what the camera checks found
     withheld: bool = False  # degraded_policy drop: nothing to publish
 
@@ -43,10 +41,10 @@ class FramePipeline:
     segmenter: Segmenter
     compressed: bool = False
     max_pixels: int = MAX_PIXELS
-    input_bits: int = 16
+    input_bits: int = FULL_BITS
     health: Health = field(default_factory=Health)
     checks: CameraChecks | None = None
-    degraded_policy: str = "publish"
+    degraded_policy: str = DEFAULT_DEGRADED_POLICY
 
     def check(self, rgb: np.ndarray) -> list[Condition]:
         """The camera checks on a frame; a degraded one is counted with its conditions."""
@@ -59,7 +57,7 @@ class FramePipeline:
         """Serialized Image / CompressedImage -> (header view, RGB); None for a
         bad frame, counted with its reason. Never raises."""
         try:
-            view = parse_compressed_cdr(raw) if self.compressed else parse_image_cdr(raw)
+            view = parse_cdr(raw, self.compressed)
             return view, view_to_rgb(view, self.max_pixels, self.input_bits)
         except ImageConversionError as exc:
             self.health.frame_bad(str(exc))
@@ -114,8 +112,7 @@ def process_batch(segmenter: Segmenter, frames: Sequence[tuple[FramePipeline, by
             for (i, view, _, found), seg in zip(group, segs):
                 if found and frames[i][0].degraded_policy == "unknown":
                     _all_unknown(seg)
-                fields = {n: image_fields(getattr(seg, n), OUTPUT_ENCODINGS[n]) for n in frames[i][2]
-                          if n in OUTPUT_ENCODINGS}
+                fields = {n: image_fields(getattr(seg, n), ENCODINGS[n]) for n in frames[i][2] if n in ENCODINGS}
                 done.append((i, FrameResult(view, fields, seg.known_mask, found)))
             for i, result in done:
                 results[i] = result

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from offroad_seg_ros.core.classes import ClassTable
-from offroad_seg_ros.data.dataset import DatasetError, available_splits, pairing_problems, read_raw_mask
+from offroad_seg_ros.data.dataset import IMAGE_DIR, DatasetError, available_splits, pairing_problems, read_raw_mask
 
 
 @dataclass
@@ -53,7 +53,7 @@ def check_dataset(root: str | Path, table: ClassTable, workers: int = 4) -> list
     splits = available_splits(root)
     if not splits:
         raise DatasetError(
-            f"no train/val/test split found under {root}: expected {root}/<split>/Color_Images/"
+            f"no train/val/test split found under {root}: expected {root}/<split>/{IMAGE_DIR}/"
         )
     reports = []
     for name, path in splits.items():

@@ -14,7 +14,7 @@ import yaml
 
 from offroad_seg_ros.core.classes import ClassTable
 from offroad_seg_ros.core.fsutil import atomic_directory
-from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, PairingStats, is_bag, read_frames
+from offroad_seg_ros.data.bag import GT_TOPIC, IMAGE_TOPIC, NAME_TOPIC, PairingStats, is_bag, read_frames
 from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
 from offroad_seg_ros.ground.projection import (
     UNKNOWN,
@@ -55,7 +55,7 @@ def _frames(source: str | Path, model: str | None, limit: int | None, image_topi
             gt_topic: str) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, RGB, raw ground-truth IDs or None) per frame."""
     if is_bag(source):
-        topics = {"image": image_topic, "name": "/camera/image_name"}
+        topics = {"image": image_topic, "name": NAME_TOPIC}
         if model is None:
             topics["gt"] = gt_topic
         for f in read_frames(source, topics, PairingStats(), limit=limit):

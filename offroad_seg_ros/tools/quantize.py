@@ -17,14 +17,14 @@ import torch
 
 from offroad_seg_ros.core.artifact import INT8_XML, ArtifactError, read_artifact, update_artifact
 from offroad_seg_ros.core.preprocess import Preprocess
-from offroad_seg_ros.data.dataset import DatasetError, find_split, list_samples, read_image
+from offroad_seg_ros.data.dataset import DatasetError, list_samples, read_image, split_folder
 from offroad_seg_ros.inference.backend import onnx_file
 from offroad_seg_ros.inference.openvino_backend import import_openvino, shared_core, with_argmax
 
 
 def _network_inputs(root: str | Path, split: str, n: int, pre: Preprocess) -> list[np.ndarray]:
     """Up to `n` frames of `split`, spread over it, as network inputs."""
-    folder = Path(root) if (Path(root) / "Color_Images").is_dir() else find_split(root, split)
+    folder = split_folder(root, split)
     samples = list_samples(folder, require_masks=False)
     if not samples:
         raise DatasetError(f"no images in {folder}")

@@ -36,6 +36,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from sensor_msgs.msg import CompressedImage, Image
 
 from offroad_seg_ros.core.fsutil import atomic_directory
+from offroad_seg_ros.core.stamps import from_ns, to_ns
 from offroad_seg_ros.data.bag import (
     COMPRESSED,
     GT_TOPIC,
@@ -47,7 +48,7 @@ from offroad_seg_ros.data.bag import (
     BagError,
     open_bag,
 )
-from offroad_seg_ros.data.image_msgs import ImageConversionError, parse_compressed_cdr, parse_image_cdr
+from offroad_seg_ros.data.image_msgs import ImageConversionError, parse_cdr
 
 RECORD_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 SEND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # also matches best-effort subscriptions
@@ -81,11 +82,6 @@ def split_node_name(node: str) -> tuple[str, str]:
     if not name:
         raise ValueError(f"--node {node!r} is not [NAMESPACE/]NAME")
     return ns or "/", name
-
-
-def _stamp(raw: bytes, compressed: bool) -> int:
-    view = parse_compressed_cdr(raw) if compressed else parse_image_cdr(raw)
-    return view.sec * 10**9 + view.nanosec
 
 
 class _Session:
@@ -236,7 +232,7 @@ def replay(
                     writer.write(w_copy[conn.topic], t, raw)
                     continue
                 try:
-                    stamp = _stamp(raw, compressed)
+                    stamp = to_ns(parse_cdr(raw, compressed))
                 except ImageConversionError as exc:
                     raise ReplayError(f"bag {bag}: a message on {image_topic} at {t} cannot be parsed: {exc}") from exc
                 log_time[stamp] = t
@@ -279,7 +275,7 @@ def _keeper(store: dict[int, bytes]) -> Callable[[bytes], None]:
 
 def _keep(store: dict[int, bytes], raw: bytes) -> None:
     try:
-        store[_stamp(raw, False)] = bytes(raw)
+        store[to_ns(parse_cdr(raw, False))] = bytes(raw)
     except ImageConversionError:
         pass  # not an Image we can pair; the node never publishes one
 
@@ -304,5 +300,6 @@ def _send_lockstep(session: _Session, pub, raw: bytes, stamp: int, masks: dict[i
         if session.wait(lambda: stamp in masks or ("mask", stamp) in written, min(resend, end - time.monotonic())):
             return
         if time.monotonic() >= end:
+            sec, nanosec = from_ns(stamp)
             raise ReplayError(f"no answer on {topic} within {timeout:g} s for the frame stamped "
-                              f"{stamp // 10**9}.{stamp % 10**9:09d} (is the node running and publishing masks?)")
+                              f"{sec}.{nanosec:09d} (is the node running and publishing masks?)")

@@ -24,7 +24,7 @@ from offroad_seg_ros.core.artifact import Artifact, load_artifact, update_artifa
 from offroad_seg_ros.core.calibration import CalibrationAccumulator
 from offroad_seg_ros.core.classes import IGNORE_INDEX
 from offroad_seg_ros.core.preprocess import predict_labels
-from offroad_seg_ros.data.dataset import DatasetError, find_split, list_samples, read_image, read_raw_mask
+from offroad_seg_ros.data.dataset import DatasetError, list_samples, read_image, read_raw_mask, split_folder
 
 T_RANGE = (0.05, 20.0)  # beyond: a network no better than chance (T -> inf), or a broken fit
 
@@ -50,7 +50,7 @@ def validation_logits(artifact: Artifact, model: torch.nn.Module, data: str | Pa
                       frames: int = 32, stride: int = 2) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(logits (N, C), target (N,), frames used) of validation pixels, ignore pixels left out;
     `model` is the artifact's network, in eval mode."""
-    folder = Path(data) if (Path(data) / "Color_Images").is_dir() else find_split(data, split)
+    folder = split_folder(data, split)
     samples = list_samples(folder)
     if not samples:
         raise DatasetError(f"no image / mask pairs in {folder}")
