@@ -2,8 +2,9 @@
 frame of every camera batched into one forward pass.
 
 ros2 launch offroad_seg_ros cameras.launch.py model:=/path/to/artifact cameras_file:=/path/to/cameras.yaml
-Outputs: /segmentation_node/<camera>/mask, .../cost, ...; one /diagnostics status per camera.
+Outputs: <namespace>/segmentation_node/<camera>/mask, .../cost, ...; one /diagnostics status per camera.
 The cameras file (default: the installed config/cameras.yaml) names each camera and its topics.
+A launch argument overrides the params file only when given (offroad_seg_ros/node/launch_args.py).
 """
 
 import os
@@ -11,53 +12,49 @@ import os
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
-from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
+from offroad_seg_ros.node.launch_args import (
+    PARAMETER_ARGUMENTS,
+    image_remappings,
+    node_parameters,
+    ros_arguments,
+)
 
 
 def _nodes(context):
-    with open(LaunchConfiguration("cameras_file").perform(context)) as f:
+    value = {name: LaunchConfiguration(name).perform(context) for name in (
+        *PARAMETER_ARGUMENTS, "params_file", "cameras_file", "namespace", "name", "log_level", "lifecycle")}
+    with open(value["cameras_file"]) as f:
         cameras = yaml.safe_load(f)["cameras"]
     remappings = []
-    for name, topics in cameras.items():
-        image = topics["image"]
-        remappings += [(f"{name}/image", image), (f"{name}/image/compressed", f"{image}/compressed")]
-        for key in ("camera_info", "depth"):
-            if key in topics:
-                remappings.append((f"{name}/{key}", topics[key]))
+    for camera, topics in cameras.items():
+        remappings += image_remappings(f"{camera}/", topics["image"], topics.get("camera_info", ""),
+                                       topics.get("depth", ""))
     common = dict(
-        package="offroad_seg_ros", executable="segmentation_node", name="segmentation_node",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), {
-            "cameras": list(cameras),
-            "model": LaunchConfiguration("model"),
-            "device": LaunchConfiguration("device"),
-            "backend": LaunchConfiguration("backend"),
-            "compressed": ParameterValue(LaunchConfiguration("compressed"), value_type=bool),
-        }],
-        remappings=remappings, output="screen", emulate_tty=True,
+        package="offroad_seg_ros", executable="segmentation_node", name=value["name"], namespace=value["namespace"],
+        parameters=node_parameters(value["params_file"], value, {"cameras": list(cameras)}),
+        remappings=remappings, ros_arguments=ros_arguments(value["log_level"]), output="screen", emulate_tty=True,
     )
-    lifecycle = LaunchConfiguration("lifecycle")
-    return [Node(condition=UnlessCondition(lifecycle), **common),
-            LifecycleNode(condition=IfCondition(lifecycle), arguments=["--lifecycle"], **common)]
+    if value["lifecycle"].lower() == "true":
+        return [LifecycleNode(arguments=["--lifecycle"], **common)]
+    return [Node(**common)]
 
 
 def generate_launch_description():
     share = get_package_share_directory("offroad_seg_ros")
     return LaunchDescription([
-        DeclareLaunchArgument("model", description="model artifact directory"),
+        *(DeclareLaunchArgument(name, default_value="", description=text)
+          for name, text in PARAMETER_ARGUMENTS.items()),
         DeclareLaunchArgument("cameras_file", default_value=os.path.join(share, "config", "cameras.yaml"),
-                              description="YAML: cameras: {name: {image: topic, camera_info: topic}}"),
+                              description="YAML: cameras: {name: {image: topic, camera_info: topic, depth: topic}}"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "segment.yaml"),
                               description="node parameters YAML"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda | cuda:N"),
-        DeclareLaunchArgument("backend", default_value="torch", description="torch | onnxruntime | openvino"),
-        DeclareLaunchArgument("compressed", default_value="false", description="subscribe to <image>/compressed"),
+        DeclareLaunchArgument("name", default_value="segmentation_node", description="name of the node"),
+        DeclareLaunchArgument("log_level", default_value="", description="debug | info | warn | error | fatal"),
         DeclareLaunchArgument("lifecycle", default_value="false",
                               description="run as a managed lifecycle node (configure / activate by a manager)"),
         OpaqueFunction(function=_nodes),

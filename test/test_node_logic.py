@@ -14,6 +14,7 @@ import pytest
 import yaml
 from rosbags.typesys import Stores, get_typestore
 
+from offroad_seg_ros.core.stamps import Stamp
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.node.health import OK, WARN
 from offroad_seg_ros.node.latest import LatestFrameWorker
@@ -185,7 +186,7 @@ def test_diagnostics_report_rate_latency_and_device(tiny_artifact):
     assert level == WARN and "no frames" in message
     now = time.monotonic()
     for i in range(20):
-        pipeline.health.frame_done(100, 0, 100.010 + 0.001 * i, done_at=now - 1 + i * 0.05)
+        pipeline.health.frame_done(Stamp(100, 0), 100.010 + 0.001 * i, done_at=now - 1 + i * 0.05)
     level, message, values = pipeline.diagnostics(25, 5, now=now)
     v = dict(values)
     assert level == OK
@@ -242,6 +243,25 @@ def test_node_config_derives_what_the_node_runs_with():
         NodeConfig.from_params({**defaults, "model": "m", "cameras": ["front", "front"]})
 
 
+def test_ground_outputs_fuse_once_a_batch_and_build_only_wanted_fields():
+    from offroad_seg_ros.ground.mapper import GroundFrame
+    from offroad_seg_ros.node.ground_outputs import GroundOutputs
+    from offroad_seg_ros.node.params import NodeConfig
+
+    defaults = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
+    c = NodeConfig.from_params({**defaults, "model": "m", "cameras": ["a", "b"], "publish_grid": True,
+                                "publish_obstacles": True, "grid_size": [1.0, 1.0], "grid_resolution": 0.5})
+    ground = GroundOutputs(c)
+    frame = GroundFrame(np.full((2, 2), 255, np.uint8), np.zeros((2, 2), bool), False, np.ones((2, 2), np.int32))
+    assert ground.fused({"grid": None}) == {}  # no grid yet
+    assert ground.take("a", frame, 7 * 10**9 + 9, wanted=()) == {}  # fused: no grid outputs of its own
+    fused = ground.fused({"grid": None, "obstacles": None, "diagnostics": None})
+    assert set(fused) == {"grid", "obstacles"} and fused["grid"]["header"]["stamp"] == {"sec": 7, "nanosec": 9}
+    assert list(fused["grid"]["data"]) == [-1] * 4 and fused["obstacles"]["width"] == 0
+    assert ground.fused({"grid": None}) == {}  # once a batch: nothing new since
+    assert ground.map_fields() is None and ground.diagnostics() == []  # no ~/map
+
+
 def test_message_fields_fill_nested_messages():
     from types import SimpleNamespace as NS
 
@@ -255,7 +275,7 @@ def test_message_fields_fill_nested_messages():
 
     spec = GridSpec(0.5, 2.0, 1.0)
     occupancy = np.arange(spec.rows * spec.cols, dtype=np.int8).reshape(spec.rows, spec.cols) - 1
-    msg = fill(blank_grid(), grid_fields(spec, occupancy, header_fields(7, 9, "base_link")))
+    msg = fill(blank_grid(), grid_fields(spec, occupancy, header_fields(Stamp(7, 9), "base_link")))
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (7, 9, "base_link")
     assert (msg.info.map_load_time.sec, msg.info.map_load_time.nanosec) == (7, 9)
     assert (msg.info.width, msg.info.height, msg.info.resolution) == (spec.cols, spec.rows, 0.5)
@@ -279,8 +299,7 @@ def test_launch_files_use_only_declared_arguments_and_existing_executables(name)
     # LaunchConfiguration it reads must be declared (else `ros2 launch` fails at
     # run time), and every node it starts must be one this package installs.
     tree = ast.parse((REPO / "launch" / name).read_text())
-    used = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-            and getattr(n.func, "id", "") == "LaunchConfiguration" and isinstance(n.args[0], ast.Constant)}
+    used = _names_passed(tree, "LaunchConfiguration")
     assert used and used <= _launch_arguments(name), f"{name} reads undeclared {used - _launch_arguments(name)}"
     executables = {kw.value.value for n in ast.walk(tree) if isinstance(n, ast.Call)
                    for kw in n.keywords if kw.arg == "executable"}
@@ -291,10 +310,42 @@ def test_launch_files_use_only_declared_arguments_and_existing_executables(name)
     assert executables <= installed, f"{name} starts {executables - installed}; setup.py installs {installed}"
 
 
+def _strings(node: ast.AST) -> set[str]:
+    """The names a launch file iterates over: a tuple of string constants, possibly with
+    *PARAMETER_ARGUMENTS in it, or PARAMETER_ARGUMENTS(.items()) itself."""
+    from offroad_seg_ros.node.launch_args import PARAMETER_ARGUMENTS
+
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        node = node.func.value
+    if getattr(node, "id", "") == "PARAMETER_ARGUMENTS":
+        return set(PARAMETER_ARGUMENTS)
+    out: set[str] = set()
+    for elt in getattr(node, "elts", []):
+        if isinstance(elt, ast.Constant):
+            out.add(elt.value)
+        elif isinstance(elt, ast.Starred):
+            out |= _strings(elt.value)
+    return out
+
+
+def _names_passed(tree: ast.AST, func: str) -> set[str]:
+    """Every name given as the first argument of `func(...)`: a constant, or the variable of a
+    comprehension over names."""
+    names: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == func and isinstance(n.args[0], ast.Constant):
+            names.add(n.args[0].value)
+        if isinstance(n, (ast.DictComp, ast.ListComp, ast.SetComp, ast.GeneratorExp)):
+            target = n.generators[0].target
+            var = target.elts[0] if isinstance(target, ast.Tuple) else target
+            if any(isinstance(c, ast.Call) and getattr(c.func, "id", "") == func and isinstance(c.args[0], ast.Name)
+                   and c.args[0].id == getattr(var, "id", None) for c in ast.walk(n)):
+                names |= _strings(n.generators[0].iter)
+    return names
+
+
 def _launch_arguments(name: str) -> set[str]:
-    tree = ast.parse((REPO / "launch" / name).read_text())
-    return {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-            and getattr(n.func, "id", "") == "DeclareLaunchArgument"}
+    return _names_passed(ast.parse((REPO / "launch" / name).read_text()), "DeclareLaunchArgument")
 
 
 def test_readme_launch_commands_use_declared_arguments():
