@@ -13,7 +13,7 @@ PIP_VERSION := 26.3
 UV_VERSION := 0.13.8
 EXTRAS := train,onnx,openvino,test
 
-.PHONY: demo test test-stress lint bench install docs lock
+.PHONY: demo test test-stress test-install lint bench install docs lock
 
 install: $(VENV)/.installed
 
@@ -62,9 +62,14 @@ demo: $(VENV)/.installed
 # which do not depend on them.
 test: $(VENV)/.installed $(ROBOT_VENV)/.installed
 	$(PY) locks/lockfile.py check locks/main.txt $(ROS_LOCK)
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q -m "not install" test
 	$(ROBOT_VENV)/bin/python locks/lockfile.py check locks/robot.txt $(ROS_LOCK)
-	$(ROBOT_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not signals and not ddp" test
+	$(ROBOT_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not signals and not ddp and not install" test
+
+# The README's robot install followed literally in a scratch workspace (test/test_robot_install.py):
+# a fresh venv over a stand-in for ROS's Python, torch included, so minutes; CI runs it.
+test-install: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider -m install test
 
 # Refresh the locks on purpose: resolve the package's ranges again (setup.py with
 # locks/constraints.in; the robot's with locks/robot.in too; the ROS wheels' with
@@ -83,13 +88,19 @@ lock:
 	$(COMPILE) locks/ros-jazzy.in -c locks/main.txt.tmp -o locks/ros-all.txt.tmp
 	$(LOCKTOOLS)/bin/python locks/lockfile.py subtract locks/ros-all.txt.tmp locks/main.txt.tmp > locks/ros-jazzy.txt.tmp
 	rm locks/ros-all.txt.tmp
+	{ echo "# The robot install's constraints (README, On a robot): locks/robot.txt less the torch stack,"; \
+	  echo "# which robots bring (Jetson: NVIDIA's wheels). Written by make lock."; \
+	  $(LOCKTOOLS)/bin/python locks/lockfile.py without locks/robot.txt.tmp $(TORCH_STACK); } \
+		> locks/robot-constraints.txt.tmp
 	mv locks/main.txt.tmp locks/main.txt
 	mv locks/robot.txt.tmp locks/robot.txt
+	mv locks/robot-constraints.txt.tmp locks/robot-constraints.txt
 	mv locks/ros-jazzy.txt.tmp locks/ros-jazzy.txt
 	rm -rf $(VENV) $(ROBOT_VENV)
 	$(MAKE) test
 
 comma := ,
+TORCH_STACK := torch torchvision triton 'nvidia-.*' 'cuda-.*'
 
 # The tests that talk to a node over real DDS (node processes, the shutdown matrix, replay,
 # in-process callbacks) while one busy process per core competes with them, as a robot's other

@@ -2,6 +2,7 @@
 
     python locks/lockfile.py check LOCK [LOCK ...]   # exit 1 naming every package that differs
     python locks/lockfile.py subtract LOCK BASE      # LOCK's lines whose package BASE does not pin
+    python locks/lockfile.py without LOCK REGEX ...  # LOCK's lines whose package matches no REGEX
 
 A lock is what `uv pip compile --universal` writes: one `name==version [; marker]` a line,
 with comments. The check reads what is installed through importlib.metadata, so it sees the
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -67,20 +68,31 @@ def differences(pins: Mapping[str, str], have: Mapping[str, str], ignore: Iterab
     return out
 
 
-def subtract(lock: Path, base: Path) -> str:
-    """The lines of `lock` (a requirement and its comments) for packages `base` does not pin at all."""
-    base_names = {canonical(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)", base.read_text(), re.M)}
+def _drop(lock: Path, drop: Callable[[str], bool]) -> str:
+    """The lines of `lock` less each requirement (and its comment lines) whose name `drop` picks."""
     keep: list[str] = []
     dropping = False
     for line in lock.read_text().splitlines():
         head = re.match(r"^([A-Za-z0-9][\w.-]*)", line)
         if head:
-            dropping = canonical(head.group(1)) in base_names
+            dropping = drop(canonical(head.group(1)))
         elif not line.startswith(" "):
             dropping = False
         if not dropping:
             keep.append(line)
     return "\n".join(keep) + "\n"
+
+
+def subtract(lock: Path, base: Path) -> str:
+    """`lock` less the packages `base` pins at all."""
+    base_names = {canonical(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)", base.read_text(), re.M)}
+    return _drop(lock, base_names.__contains__)
+
+
+def without(lock: Path, patterns: Iterable[str]) -> str:
+    """`lock` less the packages whose name matches one of the regular expressions."""
+    compiled = [re.compile(p) for p in patterns]
+    return _drop(lock, lambda name: any(c.fullmatch(name) for c in compiled))
 
 
 def main(argv: list[str]) -> int:
@@ -98,6 +110,9 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) == 3 and argv[0] == "subtract":
         sys.stdout.write(subtract(Path(argv[1]), Path(argv[2])))
+        return 0
+    if len(argv) >= 3 and argv[0] == "without":
+        sys.stdout.write(without(Path(argv[1]), argv[2:]))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -138,11 +138,12 @@ class Peer:
 class NodeProcess:
     """segmentation_node as a process, with its output in a file."""
 
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None, exe: Path = NODE_EXE,
+                 cwd: Path | None = None):
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in wait()
-        self.proc = subprocess.Popen([str(NODE_EXE), *args], stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen([str(exe), *args], stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})}, cwd=cwd)
 
     @property
     def output(self) -> str:

@@ -90,9 +90,13 @@ def test_the_locks_satisfy_setup_py(tmp_path):
 
 def test_the_robot_lock_keeps_what_the_robot_has():
     """robot.txt is resolved around the robot's own numpy, scipy and OpenCV (locks/robot.in)."""
-    wanted = lockfile.read_lock(LOCKS / "robot.in")
     pins = lockfile.read_lock(LOCKS / "robot.txt")
-    assert wanted and {k: pins.get(k) for k in wanted} == wanted
+    wanted = [Requirement(line.split("#")[0]) for line in (LOCKS / "robot.in").read_text().splitlines()
+              if line.split("#")[0].strip()]
+    assert {lockfile.canonical(r.name) for r in wanted} >= {"numpy", "scipy", "opencv-python-headless"}
+    for req in wanted:
+        assert req.specifier.contains(pins[lockfile.canonical(req.name)]), f"robot.txt breaks robot.in's {req}"
+    assert pins["numpy"] == "1.26.4"
     assert int(lockfile.read_lock(LOCKS / "main.txt")["numpy"].split(".")[0]) >= 2
 
 
@@ -101,3 +105,13 @@ def test_the_ros_lock_only_adds_to_the_package_locks():
     assert "ros-rclpy" in ros
     for name in ("main.txt", "robot.txt"):
         assert not set(ros) & set(lockfile.read_lock(LOCKS / name)), f"ros-jazzy.txt repeats a pin of {name}"
+
+
+def test_the_robot_constraints_are_the_robot_lock_less_torch():
+    """The README's robot install uses robot-constraints.txt: the robot lock, less the torch stack
+    robots bring themselves (a pinned torch would replace a Jetson's own)."""
+    constraints = lockfile.read_lock(LOCKS / "robot-constraints.txt")
+    robot = lockfile.read_lock(LOCKS / "robot.txt")
+    torch_stack = {n for n in robot if n in ("torch", "torchvision", "triton") or n.startswith(("nvidia-", "cuda-"))}
+    assert "torch" in torch_stack and not torch_stack & set(constraints)
+    assert constraints == {n: v for n, v in robot.items() if n not in torch_stack}
