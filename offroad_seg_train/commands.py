@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 
 from offroad_seg_ros.cli import options
+from offroad_seg_ros.cli.progress import stages
 from offroad_seg_ros.cli.registry import Command
 
 
 def _synth_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", nargs="?", help="output folder (splits are written into it)")
+    options.add_out(p, "output folder (splits are written into it)", optional=True, deprecated_positional=True)
     p.add_argument("--train", type=int, default=40, help="train scenes (default 40)")
     p.add_argument("--val", type=int, default=10, help="val scenes (default 10)")
     p.add_argument("--test", type=int, default=10, help="test scenes, shifted biome (default 10)")
@@ -36,7 +37,7 @@ def _synth(args: argparse.Namespace) -> int:
         if args.out is None:
             return 0
     if args.out is None:
-        raise ValueError("synth needs an output folder (or only --preview PATH)")
+        raise ValueError("synth needs an output folder, --out PATH (or only --preview PATH)")
     synth.generate(
         args.out, {"train": args.train, "val": args.val, "test": args.test}, seed=args.seed,
         workers=args.workers, force=args.force, png_level=args.png_level,
@@ -51,21 +52,25 @@ def _train(argv: list[str]) -> int:
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("ckpt", help="checkpoint (.ckpt) written by offroad-seg train")
-    p.add_argument("out", help="artifact directory to create (model.json + weights.safetensors)")
+    p.add_argument("ckpt", type=options.existing_path("checkpoint"),
+                   help="checkpoint (.ckpt) written by offroad-seg train")
+    options.add_out(p, "artifact directory to create (model.json + weights.safetensors)", deprecated_positional=True)
     p.add_argument("--onnx", action="store_true", help="also write model.onnx (checked against PyTorch)")
     p.add_argument("--name", help="model name recorded in model.json (default: the folder name)")
     options.add_force(p, "replace an existing artifact directory")
-    p.add_argument("--calibrate", metavar="DATA", help="fit the confidence's temperature on DATA's val split "
+    p.add_argument("--calibrate", metavar="DATA", type=options.existing_path("dataset folder"),
+                   help="fit the confidence's temperature on DATA's val split "
                    "(dataset root or split folder) and record it in model.json (see `calibrate`)")
+    options.add_quiet(p)
 
 
 def _export(args: argparse.Namespace) -> int:
     from offroad_seg_ros.cli.models import print_calibration
     from offroad_seg_train.export import export_checkpoint
 
-    out = export_checkpoint(args.ckpt, args.out, onnx=args.onnx, force=args.force, name=args.name,
-                            temperature_data=args.calibrate)
+    with stages(args.quiet) as report:
+        out = export_checkpoint(args.ckpt, args.out, onnx=args.onnx, force=args.force, name=args.name,
+                                temperature_data=args.calibrate, stage=report.stage, progress=report.frames)
     print(f"artifact written to {out}")
     if args.calibrate:
         print_calibration(out)
@@ -73,7 +78,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="demo-out", help="working folder (default demo-out)")
+    options.add_out(p, "working folder (default demo-out)", default="demo-out")
     options.add_device(p, "auto | cpu | cuda (training and evaluation)")
     p.add_argument("--full", action="store_true", help="reference recipe on a larger dataset (needs a GPU)")
     options.add_force(p, "redo every stage")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ import torch
 from offroad_seg_ros.core.artifact import Artifact, ModelSpec, save_artifact
 from offroad_seg_ros.core.classes import ClassTable
 from offroad_seg_ros.core.preprocess import Preprocess
+from offroad_seg_ros.data.dataset import DatasetError, find_split, list_samples, read_image
 
 from .module import CHECKPOINT_KEY, CheckpointMismatch
 
@@ -31,15 +33,21 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, force: bool = False,
-                      name: str | None = None, temperature_data: str | Path | None = None) -> Path:
+                      name: str | None = None, temperature_data: str | Path | None = None,
+                      stage: Callable[[str], None] | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> Path:
     """Write the artifact, once and atomically; with `temperature_data` (a dataset
     root or split folder), the confidence's temperature is first fitted on its val
-    split, on the network in memory, and recorded with it."""
+    split, on the network in memory, and recorded with it. `stage(what)` is told each
+    step as it begins, `progress(done, total)` each frame the temperature is fitted on."""
+    stage = stage or (lambda _: None)
+    stage(f"reading the checkpoint {ckpt}")
     art, model = checkpoint_artifact(ckpt, name or Path(out).name)
     if temperature_data is not None:
         from offroad_seg_ros.tools.temperature import fit_model_temperature
 
-        art.calibration = fit_model_temperature(art, model, temperature_data)
+        art.calibration = fit_model_temperature(art, model, temperature_data, stage=stage, progress=progress)
+    stage(f"writing {out}" + (" with model.onnx, checked against PyTorch" if onnx else ""))
     return save_artifact(out, art, model, onnx=onnx, force=force)
 
 
@@ -58,8 +66,11 @@ def checkpoint_artifact(ckpt: str | Path, name: str) -> tuple[Artifact, torch.nn
         "hyper_parameters": _plain(data.get("hyper_parameters", {})),
         "data": _plain(data.get("datamodule_hyper_parameters", {})),
     }
+    preprocess = dict(meta["preprocess"])
+    if preprocess.get("train_size") is None:
+        preprocess["train_size"] = _training_frame_size(training["data"])
     art = Artifact(ModelSpec(**meta["spec"]), ClassTable.from_dict(meta["classes"]),
-                   Preprocess.from_dict(meta["preprocess"]), name=name, training=training)
+                   Preprocess.from_dict(preprocess), name=name, training=training)
     model = art.build()
     state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
     head = [k for k in state if k.startswith("segmentation_head") and k.endswith("weight")]
@@ -75,6 +86,18 @@ def checkpoint_artifact(ckpt: str | Path, name: str) -> tuple[Artifact, torch.nn
             f"{ckpt}: weights do not fit {art.spec.arch} + {art.spec.encoder}: {str(exc).splitlines()[0]}"
         ) from exc
     return art, model.eval()
+
+
+def _training_frame_size(data: dict) -> list[int] | None:
+    """[width, height] of the training frames, for a checkpoint written before the module recorded
+    them: its data config's train split, when still there; None otherwise (the artifact then keeps
+    the scale relative to each incoming frame, as such artifacts always did)."""
+    try:
+        samples = list_samples(find_split(data["root"], data.get("train_split", "train")))
+        height, width = read_image(samples[0].image).shape[:2]
+    except (KeyError, IndexError, TypeError, DatasetError, OSError):
+        return None
+    return [width, height]
 
 
 def _plain(obj):

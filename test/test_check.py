@@ -33,7 +33,7 @@ def test_check_missing_folder_is_clear(tmp_path, capsys):
 
 
 def test_synth_refuses_to_overwrite(tmp_path, capsys):
-    assert main(["synth", str(tmp_path), "--train", "1", "--val", "0", "--test", "0"]) == 0
-    assert main(["synth", str(tmp_path), "--train", "1", "--val", "0", "--test", "0"]) == 2
+    assert main(["synth", "--out", str(tmp_path), "--train", "1", "--val", "0", "--test", "0"]) == 0
+    assert main(["synth", "--out", str(tmp_path), "--train", "1", "--val", "0", "--test", "0"]) == 2
     assert "--force" in capsys.readouterr().err
     np.testing.assert_equal(len(list((tmp_path / "train" / "Color_Images").iterdir())), 1)

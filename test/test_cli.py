@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_PACKAGE = "offroad_seg_train"
 RUNTIME_COMMANDS = {"check", "calibrate", "quantize", "bag", "eval", "robustness", "replay", "project"}
@@ -167,3 +169,175 @@ def test_docs_show_only_commands_and_options_that_exist():
             if valid is not None:
                 wrong += [f"{where}: 'offroad-seg {command}' has no option {o}" for o in opts if o not in valid]
     assert not wrong, "\n".join(wrong)
+
+
+# -- conventions every command keeps: --version, --out, missing inputs named, stage lines ----------
+
+DEPRECATION = "offroad-seg {}: the output as a positional argument is deprecated; use --out PATH"
+# Commands that write somewhere, and the inputs they need before it (paths in `_inputs`).
+OUTPUT_COMMANDS = {
+    "synth": [], "bag": ["{split}"], "export": ["{ckpt}"], "eval": ["{split}", "--predictions", "/mask"],
+    "robustness": ["{split}", "--model", "{dir}"], "replay": ["{dir}"], "project": ["{split}"], "demo": [],
+}
+DEPRECATED_POSITIONAL = {"synth", "bag", "export"}  # took their output as a positional argument once
+
+
+@pytest.fixture
+def tiny_split(tmp_path, table):
+    """One 64x48 frame and its mask, all of one class: the cheapest split the commands read."""
+    import cv2
+    import numpy as np
+
+    split = tmp_path / "split"
+    (split / "Color_Images").mkdir(parents=True)
+    (split / "Segmentation").mkdir()
+    cv2.imwrite(str(split / "Color_Images" / "f0.png"), np.full((48, 64, 3), 120, np.uint8))
+    cv2.imwrite(str(split / "Segmentation" / "f0.png"), np.full((48, 64), table.raw_ids[0], np.uint16))
+    return split
+
+
+def _inputs(words: list[str], tmp_path: Path, split: Path) -> list[str]:
+    """`words` with {split}, {ckpt} (a file) and {dir} (a folder) made real paths."""
+    (tmp_path / "some.ckpt").touch()
+    (tmp_path / "dir").mkdir(exist_ok=True)
+    paths = {"split": split, "ckpt": tmp_path / "some.ckpt", "dir": tmp_path / "dir"}
+    return [w.format(**paths) for w in words]
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    from offroad_seg_ros.cli.app import parse
+
+    return parse(argv)[1]
+
+
+def test_version(capsys):
+    import offroad_seg_ros
+    from offroad_seg_ros.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"offroad-seg {offroad_seg_ros.__version__}\n"
+    package_xml = (REPO / "package.xml").read_text()
+    assert f"<version>{offroad_seg_ros.__version__}</version>" in package_xml, "package.xml's version differs"
+
+
+def test_every_output_is_named_with_out():
+    """Each command that writes takes `--out` (cli/options.py: add_out), none a positional output of its own."""
+    from offroad_seg_ros.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        shown = [a.dest for a in p._actions if not a.option_strings and a.help is not argparse.SUPPRESS]
+        assert not [d for d in shown if "out" in d], f"offroad-seg {name}: output as a positional ({shown})"
+    with_out = {name for name, opts in cli_commands().items() if opts and "--out" in opts}
+    assert with_out == OUTPUT_COMMANDS.keys()
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUT_COMMANDS))
+def test_out_names_the_output(command, tmp_path, tiny_split, capsys):
+    args = _parse([command, *_inputs(OUTPUT_COMMANDS[command], tmp_path, tiny_split), "--out", "OUT"])
+    assert args.out == "OUT"
+    assert "deprecated" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(DEPRECATED_POSITIONAL))
+def test_the_positional_output_still_works_with_a_warning(command, tmp_path, tiny_split, capsys):
+    inputs = _inputs(OUTPUT_COMMANDS[command], tmp_path, tiny_split)
+    assert _parse([command, *inputs, "OLD"]).out == "OLD"
+    assert DEPRECATION.format(command) in capsys.readouterr().err
+    # An option between the positionals: argparse leaves the output over, take_out picks it up.
+    assert _parse([command, *inputs, "--force", "OLD"]).out == "OLD"
+    assert DEPRECATION.format(command) in capsys.readouterr().err
+
+
+def test_the_output_given_twice_or_not_at_all_is_refused(tiny_split, capsys):
+    from offroad_seg_ros.cli import main
+
+    assert main(["bag", str(tiny_split), "OLD", "--out", "NEW"]) == 2
+    assert "the output is given twice: OLD and --out NEW" in capsys.readouterr().err
+    assert main(["bag", str(tiny_split)]) == 2
+    assert "required: --out" in capsys.readouterr().err
+    assert main(["bag", str(tiny_split), "--out", "NEW", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_bag_writes_the_same_bag_with_out_or_the_old_positional(tiny_split, tmp_path, capsys):
+    from offroad_seg_ros.cli import main
+    from offroad_seg_ros.data.bag import bag_topics
+
+    assert main(["bag", str(tiny_split), "--out", str(tmp_path / "new")]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    assert main(["bag", str(tiny_split), str(tmp_path / "old")]) == 0
+    assert DEPRECATION.format("bag") in capsys.readouterr().err
+    assert bag_topics(tmp_path / "old") == bag_topics(tmp_path / "new")
+    assert {n for _, n in bag_topics(tmp_path / "new").values()} == {1}
+
+
+# Every input path of every command, each missing in turn (the others exist); {missing} is the one.
+MISSING_INPUT = [
+    ["check", "{missing}"],
+    ["bag", "{missing}", "--out", "{out}"],
+    ["eval", "{missing}", "--predictions", "/mask", "--out", "{out}"],
+    ["eval", "{split}", "--model", "{missing}", "--out", "{out}"],
+    ["robustness", "{missing}", "--model", "{dir}", "--out", "{out}"],
+    ["robustness", "{split}", "--model", "{missing}", "--out", "{out}"],
+    ["replay", "{missing}", "--out", "{out}"],
+    ["project", "{missing}", "--out", "{out}"],
+    ["project", "{split}", "--model", "{missing}", "--out", "{out}"],
+    ["project", "{split}", "--camera", "{missing}", "--out", "{out}"],
+    ["calibrate", "{missing}", "{split}"],
+    ["calibrate", "{dir}", "{missing}"],
+    ["quantize", "{missing}", "{split}"],
+    ["quantize", "{dir}", "{missing}"],
+    ["export", "{missing}", "--out", "{out}"],
+    ["export", "{ckpt}", "--out", "{out}", "--calibrate", "{missing}"],
+]
+
+
+def _missing_id(words: list[str]) -> str:
+    i = words.index("{missing}")
+    return f"{words[0]}-{words[i - 1][2:] if words[i - 1].startswith('--') else f'arg{i}'}"
+
+
+@pytest.mark.parametrize("words", MISSING_INPUT, ids=_missing_id)
+def test_a_missing_input_is_named(words, tmp_path, tiny_split, capsys):
+    from offroad_seg_ros.cli import main
+
+    missing = tmp_path / "not_here"
+    argv = [w.replace("{missing}", str(missing)).replace("{out}", str(tmp_path / "out")) for w in words]
+    assert main(_inputs(argv, tmp_path, tiny_split)) == 2
+    err = capsys.readouterr().err
+    assert f"{missing} does not exist" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_split_folder_is_named_below_the_cli_too(tmp_path):
+    from offroad_seg_ros.data.bag import write_bag
+    from offroad_seg_ros.data.dataset import DatasetError
+
+    with pytest.raises(DatasetError, match=f"split folder {tmp_path / 'not_here'} does not exist"):
+        write_bag(tmp_path / "not_here", tmp_path / "bag")
+
+
+def test_stages_are_timed_lines_on_stderr_and_quiet_silences_them(capsys):
+    from offroad_seg_ros.cli.progress import stages
+
+    with stages() as report:
+        report.stage("fitting")
+        report.frames(1, 2)
+        report.frames(2, 2)
+        report.stage("writing")
+    assert re.fullmatch(r"\[\d+\.\d s\] fitting\n(.|\n)*\[\d+\.\d s\] writing\n", capsys.readouterr().err)
+    with stages(quiet=True) as report:
+        report.stage("fitting")
+        report.frames(1, 2)
+    assert capsys.readouterr().err == ""
+
+
+def test_project_reports_its_stages_unless_quiet(tiny_split, tmp_path, capsys):
+    from offroad_seg_ros.cli import main
+
+    assert main(["project", str(tiny_split), "--out", str(tmp_path / "loud"), "--limit", "1"]) == 0
+    assert re.search(rf"^\[\d+\.\d s\] drawing up to 1 frame\(s\) of {re.escape(str(tiny_split))}$",
+                     capsys.readouterr().err, re.M)
+    assert main(["project", str(tiny_split), "--out", str(tmp_path / "quiet"), "--limit", "1", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

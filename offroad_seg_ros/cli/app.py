@@ -11,7 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from offroad_seg_ros.cli import data, evaluation, ground, models
+from offroad_seg_ros import __version__
+from offroad_seg_ros.cli import data, evaluation, ground, models, options
 from offroad_seg_ros.cli.registry import commands, get, register
 from offroad_seg_ros.core.artifact import ArtifactError
 from offroad_seg_ros.core.classes import UnknownRawIdError
@@ -29,6 +30,7 @@ register(*data.COMMANDS, *models.COMMANDS, *evaluation.COMMANDS, *ground.COMMAND
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offroad-seg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in commands():
         if command.run_argv is not None:
@@ -60,5 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is not None and command.run_argv is not None:
         # Its own parser (LightningCLI) owns the whole argument list: config files, overrides.
         return command.run_argv(argv[1:])
-    args = build_parser().parse_args(argv)
-    return run(args.func, args)
+    try:
+        func, args = parse(argv)
+    except SystemExit as exc:  # argparse's --help, --version and usage errors: its status, returned as run's is
+        return exc.code if isinstance(exc.code, int) else 0
+    return run(func, args)
+
+
+def parse(argv: list[str]) -> tuple[Callable[[argparse.Namespace], int], argparse.Namespace]:
+    """The command's function and its arguments, parsed as `parse_args` would, except that a
+    deprecated positional output (`options.take_out`) may be a word argparse left over."""
+    parser = build_parser()
+    args, unparsed = parser.parse_known_args(argv)
+    try:
+        unparsed = options.take_out(args, unparsed)
+    except options.UsageError as exc:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(str(exc))  # exits 2 with the command's usage
+    if unparsed:
+        parser.error(f"unrecognized arguments: {' '.join(unparsed)}")
+    return args.func, args

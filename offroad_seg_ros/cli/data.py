@@ -11,7 +11,8 @@ from offroad_seg_ros.cli.registry import Command
 
 
 def _check_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", help="dataset root (holding train/ val/ test/) or one split folder")
+    p.add_argument("dir", type=options.existing_path("dataset folder"),
+                   help="dataset root (holding train/ val/ test/) or one split folder")
     options.add_classes(p, "class table YAML (default: the installed config/classes.yaml)")
 
 
@@ -26,8 +27,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _bag_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("split", help="split folder, e.g. demo-data/test (holding Color_Images/)")
-    p.add_argument("out", help="bag directory to create")
+    p.add_argument("split", type=options.existing_path("split folder"),
+                   help="split folder, e.g. demo-data/test (holding Color_Images/)")
+    options.add_out(p, "bag directory to create", deprecated_positional=True)
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     p.add_argument("--compressed", choices=["png", "jpeg"], help="write sensor_msgs/CompressedImage")
     p.add_argument("--rate", type=float, default=10.0, help="frames per second of bag time (default 10)")

@@ -18,7 +18,8 @@ REPLACE_REPORT = "replace an existing report directory"
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="bag directory (offroad-seg bag / ros2 bag record) or dataset split folder")
+    p.add_argument("source", type=options.existing_path("bag or split folder"),
+                   help="bag directory (offroad-seg bag / ros2 bag record) or dataset split folder")
     options.add_model(p, "model artifact directory to run")
     p.add_argument("--predictions", metavar="TOPIC",
                    help="score the node's recorded masks on TOPIC instead of running a model")
@@ -59,7 +60,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _robustness_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="bag directory or dataset split folder (with ground truth)")
+    p.add_argument("source", type=options.existing_path("bag or split folder"),
+                   help="bag directory or dataset split folder (with ground truth)")
     options.add_model(p, "model artifact directory", required=True)
     options.add_out(p, REPORT_DIR)
     p.add_argument("--corruptions", nargs="+", choices=list(CORRUPTIONS), help="default: all")
@@ -89,7 +91,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
 
 def _replay_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bag", help="bag with camera images (e.g. from offroad-seg bag)")
+    p.add_argument("bag", type=options.existing_path("bag"), help="bag with camera images (e.g. from offroad-seg bag)")
     options.add_out(p, "bag directory to create: the node's masks + the bag's ground truth")
     p.add_argument("--node", default="/segmentation_node", help="[NAMESPACE/]NAME of the running node")
     mode = p.add_mutually_exclusive_group()

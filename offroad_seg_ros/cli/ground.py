@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 
 from offroad_seg_ros.cli import options
+from offroad_seg_ros.cli.progress import stages
 from offroad_seg_ros.cli.registry import Command
 
 
 def _project_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="bag or dataset split folder")
+    p.add_argument("source", type=options.existing_path("bag or split folder"), help="bag or dataset split folder")
     options.add_out(p, "folder to create, one PNG per frame")
     options.add_model(p, "model artifact to segment with (default: the ground-truth masks)")
-    p.add_argument("--camera", help="camera calibration YAML (camera_calibration format); default: --hfov pinhole")
+    p.add_argument("--camera", type=options.existing_path("camera file"),
+                   help="camera calibration YAML (camera_calibration format); default: --hfov pinhole")
     p.add_argument("--hfov", type=float, default=90.0, help="horizontal field of view without --camera (deg)")
     p.add_argument("--pose", type=float, nargs=6, default=[0.0, 0.0, 1.5, 0.0, 0.25, 0.0],
                    metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"), help="camera in base_frame (m, rad)")
@@ -24,6 +26,7 @@ def _project_arguments(p: argparse.ArgumentParser) -> None:
     options.add_limit(p, "frames to draw (default 8)", default=8)
     options.add_device(p)
     options.add_image_topic(p)
+    options.add_quiet(p)
     options.add_force(p, "replace an existing output folder")
 
 
@@ -35,8 +38,10 @@ def _project(args: argparse.Namespace) -> int:
     pose = CameraPose.from_list(args.pose)
     origin = args.origin or (None, None)
     grid = GridSpec(args.resolution, args.size[0], args.size[1], origin[0], origin[1], max_range=args.max_range)
-    written = project_source(args.source, args.out, camera, pose, grid, model=args.model, hfov=args.hfov,
-                             limit=args.limit, device=args.device, image_topic=args.image_topic, force=args.force)
+    with stages(args.quiet) as report:
+        written = project_source(args.source, args.out, camera, pose, grid, model=args.model, hfov=args.hfov,
+                                 limit=args.limit, device=args.device, image_topic=args.image_topic,
+                                 force=args.force, stage=report.stage, progress=report.frames)
     print(f"{len(written)} picture(s) written to {args.out}")
     return 0
 

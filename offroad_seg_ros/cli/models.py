@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from offroad_seg_ros.cli import options
+from offroad_seg_ros.cli.progress import stages
 from offroad_seg_ros.cli.registry import Command
 
 
@@ -21,32 +22,41 @@ def print_calibration(artifact: str | Path) -> None:
 
 
 def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("artifact", help="model artifact directory")
-    p.add_argument("data", help="dataset root (holding the split) or a split folder")
+    p.add_argument("artifact", type=options.existing_path("model artifact"), help="model artifact directory")
+    p.add_argument("data", type=options.existing_path("dataset folder"),
+                   help="dataset root (holding the split) or a split folder")
     options.add_fit_split(p, "split to fit on (default val)", "frames, spread over the split (default 32)")
+    options.add_quiet(p)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
     from offroad_seg_ros.tools.temperature import fit_artifact_temperature
 
-    fit_artifact_temperature(args.artifact, args.data, split=args.split, frames=args.frames)
+    with stages(args.quiet) as report:
+        fit_artifact_temperature(args.artifact, args.data, split=args.split, frames=args.frames, stage=report.stage,
+                                 progress=report.frames)
     print_calibration(args.artifact)
     return 0
 
 
 def _quantize_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("artifact", help="model artifact directory exported with --onnx")
-    p.add_argument("data", help="dataset root (holding the calibration split) or a split folder")
+    p.add_argument("artifact", type=options.existing_path("model artifact"),
+                   help="model artifact directory exported with --onnx")
+    p.add_argument("data", type=options.existing_path("dataset folder"),
+                   help="dataset root (holding the calibration split) or a split folder")
     options.add_fit_split(p, "calibration split (default val)", "calibration frames (default 32)")
     p.add_argument("--check-split", default="test", help="frames the agreement with fp32 is measured on")
     p.add_argument("--check-frames", type=int, default=8, help="how many (default 8)")
+    options.add_quiet(p)
 
 
 def _quantize(args: argparse.Namespace) -> int:
     from offroad_seg_ros.tools.quantize import quantize_artifact
 
-    summary = quantize_artifact(args.artifact, args.data, split=args.split, frames=args.frames,
-                                check_split=args.check_split, check_frames=args.check_frames)
+    with stages(args.quiet) as report:
+        summary = quantize_artifact(args.artifact, args.data, split=args.split, frames=args.frames,
+                                    check_split=args.check_split, check_frames=args.check_frames,
+                                    stage=report.stage, progress=report.frames)
     agree = summary["pixel_agreement_with_fp32"]
     print(f"int8 model written to {args.artifact}/{summary['file']} (calibrated on {summary['calibration']['frames']} "
           f"{summary['calibration']['split']} frames); pixel agreement with fp32: "

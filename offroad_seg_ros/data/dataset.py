@@ -124,6 +124,8 @@ def pairing_problems(split_dir: Path) -> tuple[list[Sample], list[str]]:
 def list_samples(split_dir: str | Path, require_masks: bool = True) -> list[Sample]:
     """Paired samples of a split directory; raises DatasetError on any problem."""
     split_dir = Path(split_dir)
+    if not split_dir.is_dir():  # named as such, not as an empty Color_Images/ inside it
+        raise DatasetError(f"split folder {split_dir} {'is not a folder' if split_dir.exists() else 'does not exist'}")
     samples, problems = pairing_problems(split_dir)
     if require_masks and samples and samples[0].mask is None:
         problems.append(f"{split_dir}: no {MASK_DIR}/ folder, but masks are required here")

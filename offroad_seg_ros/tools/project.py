@@ -6,7 +6,7 @@ camera model and pose, and drawn beside its grid: image | classes | grid.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -108,15 +108,20 @@ def render(rgb: np.ndarray, mask: np.ndarray, cost: np.ndarray, obstacle: np.nda
 def project_source(source: str | Path, out: str | Path, camera: CameraModel | None, pose: CameraPose,
                    grid: GridSpec, model: str | None = None, hfov: float = 90.0, limit: int | None = 8,
                    device: str = "auto", image_topic: str = IMAGE_TOPIC, gt_topic: str = GT_TOPIC,
-                   force: bool = False) -> list[Path]:
-    """Write `<out>/<frame>.png` (image | classes | grid) for up to `limit` frames."""
+                   force: bool = False, stage: Callable[[str], None] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Write `<out>/<frame>.png` (image | classes | grid) for up to `limit` frames. `stage(what)` is
+    told each step as it begins, `progress(done, total)` each frame drawn (total: `limit`, or
+    the frames drawn so far without one)."""
     import cv2
 
+    stage = stage or (lambda _: None)
     segmenter = None
     table = ClassTable.default()
     if model is not None:
         from offroad_seg_ros.inference.segmenter import Segmenter
 
+        stage(f"loading the model {model}")
         segmenter = Segmenter(model, device=device, warmup_size=None)
         table = segmenter.classes
     costs = ClassCosts(table, table.cost_lut())
@@ -124,6 +129,7 @@ def project_source(source: str | Path, out: str | Path, camera: CameraModel | No
     written = []
     with atomic_directory(out, force) as tmp:
         tmp.mkdir()
+        stage(f"drawing {f'up to {limit}' if limit else 'every'} frame(s) of {source}")
         for name, rgb, gt in _frames(source, model, limit, image_topic, gt_topic):
             h, w = rgb.shape[:2]
             cam = camera or pinhole(w, h, hfov)
@@ -147,4 +153,6 @@ def project_source(source: str | Path, out: str | Path, camera: CameraModel | No
             path = tmp / f"{Path(name).stem}.png"
             cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
             written.append(Path(out) / path.name)
+            if progress:
+                progress(len(written), max(limit or 0, len(written)))
     return written

@@ -12,6 +12,7 @@ backend reads it, with the NLL and ECE before and after on the same pixels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def validation_logits(artifact: Artifact, model: torch.nn.Module, data: str | Path, split: str = "val",
-                      frames: int = 32, stride: int = 2) -> tuple[torch.Tensor, torch.Tensor, int]:
+                      frames: int = 32, stride: int = 2,
+                      progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(logits (N, C), target (N,), frames used) of validation pixels, ignore pixels left out;
     `model` is the artifact's network, in eval mode."""
     folder = split_folder(data, split)
@@ -57,7 +59,7 @@ def validation_logits(artifact: Artifact, model: torch.nn.Module, data: str | Pa
     samples = samples[::max(1, len(samples) // frames)][:frames]  # spread over the split
     all_logits, all_target = [], []
     with torch.inference_mode():
-        for s in samples:
+        for done, s in enumerate(samples, 1):
             assert s.mask is not None  # list_samples pairs every image with its mask
             image = torch.from_numpy(read_image(s.image))[None]
             _, logits = predict_labels(model, artifact.preprocess, image)
@@ -68,6 +70,8 @@ def validation_logits(artifact: Artifact, model: torch.nn.Module, data: str | Pa
             keep = torch.from_numpy(gt.reshape(-1) != IGNORE_INDEX)
             all_logits.append(flat[keep])
             all_target.append(torch.from_numpy(gt.reshape(-1).astype(np.int64))[keep])
+            if progress:
+                progress(done, len(samples))
     return torch.cat(all_logits), torch.cat(all_target), len(samples)
 
 
@@ -82,12 +86,17 @@ def _scores(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> d
 
 
 def fit_model_temperature(artifact: Artifact, model: torch.nn.Module, data: str | Path, split: str = "val",
-                          frames: int = 32, stride: int = 2) -> dict[str, Any]:
+                          frames: int = 32, stride: int = 2, stage: Callable[[str], None] | None = None,
+                          progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Fit T for `model` (in memory, eval mode) on `split` of `data`: the record for the
-    artifact's `calibration` section (T and how it was fitted)."""
-    logits, target, used = validation_logits(artifact, model, data, split, frames, stride)
+    artifact's `calibration` section (T and how it was fitted). `stage(what)` is told each step
+    as it begins, `progress(done, total)` each frame the network has run on."""
+    stage = stage or (lambda _: None)
+    stage(f"running the network on up to {frames} {split} frames of {data}")
+    logits, target, used = validation_logits(artifact, model, data, split, frames, stride, progress)
     if not len(target):
         raise DatasetError(f"{data}: the {split} frames hold no labelled pixel to calibrate on")
+    stage(f"fitting the temperature on {len(target):,} pixels of {used} frames")
     temperature = fit_temperature(logits, target)
     before, after = _scores(logits, target, 1.0), _scores(logits, target, temperature)
     return {"temperature": temperature, "method": "temperature scaling, NLL (LBFGS)", "split": split,
@@ -97,9 +106,12 @@ def fit_model_temperature(artifact: Artifact, model: torch.nn.Module, data: str 
 
 
 def fit_artifact_temperature(artifact: str | Path, data: str | Path, split: str = "val", frames: int = 32,
-                             stride: int = 2) -> dict[str, Any]:
+                             stride: int = 2, stage: Callable[[str], None] | None = None,
+                             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Fit T for an existing artifact on `split` of `data` and record it in the artifact."""
+    stage = stage or (lambda _: None)
+    stage(f"loading the model {artifact}")
     art, model = load_artifact(artifact)
-    record = fit_model_temperature(art, model, data, split, frames, stride)
+    record = fit_model_temperature(art, model, data, split, frames, stride, stage, progress)
     update_artifact(artifact, calibration=record)
     return record
