@@ -107,6 +107,22 @@ def peer():
     p.close()
 
 
+@pytest.fixture(scope="session")
+def tf2_msgs():
+    """tf2_msgs/TFMessage importable here and in every node process started from now on: a sourced
+    ROS 2's, or built once per venv from its definition where none is (test/ros_interfaces.py)."""
+    try:
+        import tf2_msgs.msg  # noqa: F401
+
+        return None
+    except ImportError:
+        from ros_interfaces import activate, build_tf2_msgs
+
+        prefix = build_tf2_msgs()
+        activate(prefix)
+        return prefix
+
+
 # The trust features (min_confidence, the camera checks) have tests of their own; elsewhere they
 # would turn a random-weights model's unsure outputs, and frames resent until received, unknown.
 TRUST_OFF = ("-p", "min_confidence:=0.0", "-p", "degraded_policy:=publish")

@@ -19,6 +19,9 @@ held is in an unknown place now.
 Ground cells are sampled at each map cell's centre (no holes at any
 resolution or heading); obstacle cells are splatted from every obstacle
 cell of the grid (none is lost when the map is coarser).
+
+The robot's pose comes from odometry messages (`on_odometry`), or is given
+with each frame (`integrate_at`: odom -> base from TF at the frame's stamp).
 """
 
 from __future__ import annotations
@@ -154,6 +157,7 @@ class LocalMap:
         self.frame_id = ""  # the odometry's frame: the map's
         self.frames = self.skipped = self.jumps = 0
         self.last_jump = ""
+        self.last_skip = ""  # why the last frame had no pose, when its source said (TF)
         self._reported_jumps = self._reported_skips = 0
         self._lock = threading.Lock()
         # The grid's cell centres in the base frame, once (ground sampling goes the other way).
@@ -175,10 +179,12 @@ class LocalMap:
             return reason
 
     # -- frames (worker thread) ----------------------------------------------------
-    def integrate(self, frame: GroundFrame, stamp_ns: int) -> bool:
-        """Place one grid taken at `stamp_ns`; False (counted) without odometry for that stamp."""
+    def integrate(self, frame: GroundFrame, stamp_ns: int, pose: Pose2D | None = None) -> bool:
+        """Place one grid taken at `stamp_ns`, with the base at `pose` or, without one, where odometry
+        puts it at that stamp; False (counted) without odometry for that stamp."""
         with self._lock:
-            pose = self.track.at(stamp_ns, seconds_to_ns(self.spec.odom_slop_s))
+            if pose is None:
+                pose = self.track.at(stamp_ns, seconds_to_ns(self.spec.odom_slop_s))
             if pose is None:
                 self.skipped += 1
                 return False
@@ -186,6 +192,22 @@ class LocalMap:
             self.frames += 1
             self.newest_ns = max(self.newest_ns, stamp_ns)
             return True
+
+    def integrate_at(self, frame: GroundFrame, stamp_ns: int, pose: Pose2D, frame_id: str) -> bool:
+        """Place one grid with the base's pose at its stamp given (from TF). A stamp newer than all
+        before also moves the window and is checked for jumps, as odometry is (the leap is then
+        measured between frames); one older than the track keeps is time going back (a bag loop).
+        Older stamps within it (another camera's frame) are placed without moving anything."""
+        latest = self.track.latest
+        if latest is None or stamp_ns > latest[0] or stamp_ns < latest[0] - self.track.keep_ns:
+            self.on_odometry(stamp_ns, pose, frame_id)
+        return self.integrate(frame, stamp_ns, pose)
+
+    def pose_missing(self, reason: str) -> None:
+        """A frame left out for want of the base's pose at its stamp, and why (TF's reason)."""
+        with self._lock:
+            self.skipped += 1
+            self.last_skip = reason
 
     def _place(self, frame: GroundFrame, pose: Pose2D, stamp_ns: int) -> None:
         g, n, res = self.grid, self.spec.cells, self.spec.resolution
@@ -255,9 +277,10 @@ class LocalMap:
         if jumps:
             return f"local map cleared: {self.last_jump}"
         if self.track.latest is None:
-            return "no odometry received yet: ~/map waits"
+            return "no odometry received yet: ~/map waits" + (f" ({self.last_skip})" if self.last_skip else "")
         if skips:
-            return f"{skips} frame(s) not in ~/map: no odometry within {self.spec.odom_slop_s:g} s of their stamp"
+            return f"{skips} frame(s) not in ~/map: " + (
+                self.last_skip or f"no odometry within {self.spec.odom_slop_s:g} s of their stamp")
         return None
 
     def values(self) -> list[tuple[str, str]]:

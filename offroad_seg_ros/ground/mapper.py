@@ -6,6 +6,10 @@ The camera model comes from camera_info (serialized, parsed with rosbags'
 typestore: one small message per frame); the lookup table is rebuilt only
 when the model changes. Depth frames are kept by stamp for a short while and
 paired with the colour frame of the same stamp (within `depth_slop`).
+
+The camera's pose comes from camera_pose, or (camera_pose_source tf) from TF
+for each image's frame at its stamp (transforms.py), camera_pose standing in
+until TF has given it once; after that, a frame TF has no pose for gets no grid.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from offroad_seg_ros.core.stamps import seconds_to_ns, to_ns
+from offroad_seg_ros.core.stamps import NS_PER_S, seconds_to_ns, to_ns
 from offroad_seg_ros.data.bag import TYPESTORE
 from offroad_seg_ros.data.image_msgs import DEPTH_ENCODINGS, ImageConversionError, parse_image_cdr, to_array
 from offroad_seg_ros.ground.projection import (
@@ -31,9 +35,11 @@ from offroad_seg_ros.ground.projection import (
     obstacle_points,
     occupancy_values,
 )
+from offroad_seg_ros.ground.transforms import TransformError, TransformLookup
 
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DEPTH_FALLBACKS = ("flat", "skip")
+POSE_SOURCES = ("tf", "parameter")
 
 
 @dataclass(frozen=True)
@@ -44,14 +50,21 @@ class MapperSpec:
     depth: bool = False  # place pixels by an aligned depth image
     depth_fallback: str = "flat"  # a frame without a paired depth image: flat ground, or skip (no grid)
     depth_slop: float = 0.02  # s: the largest stamp difference between a colour frame and its depth image
+    # tf: the image frame's pose from TF, camera_pose until TF has it (robots publish their URDF; setups
+    # without TF keep working unchanged); parameter: camera_pose only
+    camera_pose_source: str = "tf"
 
     def __post_init__(self) -> None:
         if self.depth_fallback not in DEPTH_FALLBACKS:
             raise ValueError(f"depth_fallback must be {' or '.join(DEPTH_FALLBACKS)}, got {self.depth_fallback!r}")
+        if self.camera_pose_source not in POSE_SOURCES:
+            raise ValueError(f"camera_pose_source must be {' or '.join(POSE_SOURCES)}, "
+                             f"got {self.camera_pose_source!r}")
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> MapperSpec:
-        return cls(bool(p["rectified"]), bool(p["depth"]), str(p["depth_fallback"]), float(p["depth_slop"]))
+        return cls(bool(p["rectified"]), bool(p["depth"]), str(p["depth_fallback"]), float(p["depth_slop"]),
+                   str(p["camera_pose_source"]))
 
 
 @dataclass
@@ -75,6 +88,13 @@ class GroundMapper:
         spec = spec or MapperSpec()
         self.pose, self.grid, self.costs = pose, grid, costs
         self.rectified, self.depth, self.depth_fallback = spec.rectified, spec.depth, spec.depth_fallback
+        self.pose_source = spec.camera_pose_source
+        self.tf: TransformLookup | None = None  # set by use_tf
+        self.base_frame = "base_link"
+        self.frame_id = ""  # the image's frame (the node sets it before each project): its pose is TF's
+        self._tf_given = False  # TF gave this camera's pose once: from then on it is the only source
+        self.pose_in_use = "parameter"
+        self.pose_missing = 0  # frames without a grid for want of a transform
         self.depth_slop_ns = seconds_to_ns(spec.depth_slop)
         self.info_topic = info_topic
         self.count = count  # pixels per cell, for fusing several cameras
@@ -88,6 +108,10 @@ class GroundMapper:
         self.last_problem = ""
         self._refused = ""  # why the last camera_info was refused, while none is in use
         self._reported_skips = 0
+
+    def use_tf(self, tf: TransformLookup | None, base_frame: str) -> None:
+        """Take the pose from `tf` for each image's frame, if camera_pose_source is tf."""
+        self.tf, self.base_frame = (tf if self.pose_source == "tf" else None), base_frame
 
     # -- inputs (executor thread) --------------------------------------------
     def on_camera_info(self, raw: bytes) -> None:
@@ -117,15 +141,20 @@ class GroundMapper:
             depth_raw = self._pair_depth(stamp_ns) if self.depth else None
         if model is None:
             return self._skip(self._waiting())
+        pose = self._pose(stamp_ns)
+        if pose is None:
+            return None
         projector = self._projector
-        if projector is None or projector.camera != model:
+        # A pose that changes (TF, a moving mount) rebuilds the table: 0.3 s for 960x540 (docs/ground.md).
+        if projector is None or projector.camera != model or projector.pose != pose:
             try:
-                projector = self._projector = GroundProjector(model, self.pose, self.grid)
+                projector = self._projector = GroundProjector(model, pose, self.grid)
             except ProjectionError as exc:
                 self.bad_camera_info += 1
                 return self._skip(f"camera_info on {self.info_topic} refused: {exc}")
             if not projector.sees_ground:
-                return self._skip(f"camera_pose and camera_info on {self.info_topic}: no pixel sees the ground "
+                source = "camera_pose" if self.pose_in_use == "parameter" else f"camera pose ({self.pose_in_use})"
+                return self._skip(f"{source} and camera_info on {self.info_topic}: no pixel sees the ground "
                                   f"within max_range {self.grid.max_range} m")
         if mask.shape != (model.height, model.width):
             self.bad_camera_info += 1
@@ -147,6 +176,34 @@ class GroundMapper:
             (cost, obstacle), count = projector.project(mask, self.costs, depth), None
         self.projected += 1
         return GroundFrame(cost, obstacle, depth is not None, count)
+
+    def _pose(self, stamp_ns: int) -> CameraPose | None:
+        """This frame's camera pose; None (the frame skipped, counted) when TF gave it before and cannot now."""
+        if self.tf is None:
+            return self.pose
+        frames = f"{self.base_frame} <- {self.frame_id or '(no frame_id)'}"
+        try:
+            if not self.frame_id:
+                raise TransformError("lookup", "the image has no header.frame_id")
+            pose = self.tf.lookup(self.base_frame, self.frame_id, stamp_ns).camera_pose()
+            pose.check()
+        except TransformError as exc:
+            # TF has never known this camera (no URDF, a bag without /tf_static): camera_pose stands in.
+            # A stamp outside TF's data means TF does know it: a pose guessed for that frame could be wrong.
+            if not self._tf_given and exc.kind != "extrapolation":
+                self.pose_in_use = f"parameter (TF has no {frames}: {exc})"
+                return self.pose
+            self.pose_in_use = f"tf {frames}"
+            self.pose_missing += 1
+            self._skip(f"camera pose: no transform {frames} at {stamp_ns / NS_PER_S:.6f} s: {exc}")
+            return None
+        except ProjectionError as exc:
+            self.pose_missing += 1
+            self._skip(f"camera pose from TF {frames}: {exc}")
+            return None
+        self._tf_given = True
+        self.pose_in_use = f"tf {frames}"
+        return pose
 
     def _pair_depth(self, stamp_ns: int) -> bytes | None:
         if not self._depth:
@@ -185,7 +242,8 @@ class GroundMapper:
     def values(self) -> list[tuple[str, str]]:
         return [("grid_frames", str(self.projected)), ("grid_skipped", str(self.skipped)),
                 ("camera_info_refused", str(self.bad_camera_info)),
-                ("ground_problem", self.last_problem or "none")]
+                ("ground_problem", self.last_problem or "none"),
+                ("camera_pose_source", self.pose_in_use), ("camera_pose_missing", str(self.pose_missing))]
 
 
 def depth_metres(raw: bytes, width: int, height: int) -> np.ndarray:

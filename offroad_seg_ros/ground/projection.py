@@ -31,6 +31,8 @@ from offroad_seg_ros.core.classes import UNKNOWN_COST, ClassTable
 
 UNKNOWN = UNKNOWN_COST
 DISTORTION_MODELS = ("", "none", "plumb_bob", "rational_polynomial", "equidistant")
+# The optical frame's axes (x right, y down, z forward) in the camera body frame (x forward, y left, z up).
+OPTICAL_TO_BODY = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], np.float64)
 
 
 class ProjectionError(ValueError):
@@ -136,6 +138,19 @@ class CameraPose:
             raise ProjectionError(f"camera_pose needs 6 values [x, y, z, roll, pitch, yaw], got {list(values)}")
         return cls(*map(float, values))
 
+    @classmethod
+    def from_optical(cls, position: Any, rotation: np.ndarray) -> CameraPose:
+        """The pose whose optical frame sits at `position` turned by `rotation` (3x3) in the base frame:
+        what TF gives for a camera image's frame (sensor_msgs/CameraInfo's frame is the optical one)."""
+        r = np.asarray(rotation, np.float64) @ OPTICAL_TO_BODY.T  # the body frame's rotation
+        pitch = math.asin(max(-1.0, min(1.0, -r[2, 0])))
+        if abs(r[2, 0]) < 1 - 1e-12:
+            roll, yaw = math.atan2(r[2, 1], r[2, 2]), math.atan2(r[1, 0], r[0, 0])
+        else:  # looking straight down (or up): roll and yaw turn about one axis, all of it as yaw
+            roll, yaw = 0.0, math.atan2(-r[0, 1], r[1, 1])
+        x, y, z = (float(v) for v in position)
+        return cls(x, y, z, roll, pitch, yaw)
+
     def check(self) -> None:
         if self.z <= 0:
             raise ProjectionError(f"camera_pose puts the camera at z={self.z} m, on or below the ground")
@@ -154,8 +169,7 @@ class CameraPose:
         return rz @ ry @ rx  # fixed-axis roll, pitch, yaw (URDF rpy)
 
     def optical_to_base(self) -> np.ndarray:
-        optical_to_body = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], np.float64)
-        return self.body_to_base() @ optical_to_body
+        return self.body_to_base() @ OPTICAL_TO_BODY
 
     @property
     def position(self) -> np.ndarray:
