@@ -15,7 +15,11 @@ Sections, one run:
 - contention: the light profile through OpenVINO (precision auto), one camera
   and two cameras in one node, offered 30 Hz per camera, on an idle machine
   and with every core kept busy by other processes (a robot's other work):
-  masks/s, latency, frames dropped and how /diagnostics reports them.
+  masks/s, latency, frames dropped and how /diagnostics reports them;
+- large_frames: best-effort 960x540 rgb8 frames at 30 Hz between two plain
+  processes (no node), 3 x --frames of them, with Fast DDS's default transport
+  and with config/fastdds_large_frames.xml: frames received, and the loss the
+  node's upstream count (node/stamp_gaps.py) finds against the true loss.
 Latency is stamp (set at publish) -> mask received, wall clock.
 """
 
@@ -36,7 +40,7 @@ import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 import rosenv  # noqa: E402, F401  (domain, loopback, Fast DDS profile; before rclpy.init)
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from results import RESULTS, markdown, row, rss_mib  # noqa: E402
@@ -218,6 +222,75 @@ def bench_two_cameras(light: Path, seconds: float = 10.0) -> None:
             ctx.try_shutdown()
 
 
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+LOSS_RATE = 30  # Hz; frame i is stamped 1 s + i / LOSS_RATE, as a camera's clock would
+
+
+def loss_peer(role: str, profile: str, n: int) -> None:
+    """One end of the large_frames section, in its own process: `pub` offers n frames best effort
+    and prints how many; `sub` takes them (the node's raw subscription) until SIGINT, then prints
+    what arrived and what the node's upstream count makes of the rest, as JSON."""
+    for name in PROFILE_VARIABLES:  # before rclpy.init: Fast DDS reads it as the participant starts
+        os.environ.pop(name, None)
+    if profile == "large":
+        os.environ[PROFILE_VARIABLES[0]] = str(rosenv.REPO / "config" / "fastdds_large_frames.xml")
+    from offroad_seg_ros.node.stamp_gaps import StampGaps, header_stamp_ns
+
+    rclpy.init()
+    node = Node(f"large_frames_{role}")
+    period = 1_000_000_000 // LOSS_RATE
+    if role == "pub":
+        pub = node.create_publisher(Image, "/large_frames", qos_profile_sensor_data)
+        while pub.get_subscription_count() == 0:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        time.sleep(1.0)  # the reader's side of the match (see test/rosutil.py send_until)
+        img = Image(height=H, width=W, encoding="rgb8", step=W * 3,
+                    data=np.random.default_rng(0).integers(0, 256, H * W * 3, dtype=np.uint8).tobytes())
+        start = time.monotonic()
+        for i in range(n):
+            time.sleep(max(0.0, start + i / LOSS_RATE - time.monotonic()))
+            img.header.stamp.sec, img.header.stamp.nanosec = from_ns(1_000_000_000 + i * period)
+            pub.publish(img)
+        print(n, flush=True)
+        return
+    gaps, got = StampGaps(), set()
+
+    def on_frame(raw: bytes) -> None:
+        ns = header_stamp_ns(raw)
+        if ns is not None:
+            got.add((ns - 1_000_000_000) // period)
+            gaps.add(ns)
+
+    node.create_subscription(Image, "/large_frames", on_frame, qos_profile_sensor_data, raw=True)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):  # SIGINT from bench_large_frames
+        pass
+    # The truth the stamps can show: frames missing between the first and the last that arrived.
+    between = max(got) - min(got) + 1 - len(got) if got else 0
+    print(json.dumps({"received": len(got), "lost_between": between, "lost_counted": gaps.lost}), flush=True)
+
+
+def bench_large_frames(n: int) -> None:
+    """Best-effort 960x540 frames between two processes, without and with the profile."""
+    for profile, label in (("default", "Fast DDS default"), ("large", "fastdds_large_frames.xml")):
+        cmd = [sys.executable, __file__, "--loss-peer"]
+        sub = subprocess.Popen([*cmd, "sub", profile, str(n)], stdout=subprocess.PIPE, text=True)
+        try:
+            out = subprocess.run([*cmd, "pub", profile, str(n)], capture_output=True, text=True, timeout=120 + n)
+            time.sleep(1.0)  # the last frames in flight
+        finally:
+            sub.send_signal(2)
+        got = json.loads(sub.communicate(timeout=30)[0].splitlines()[-1])
+        sent = int(out.stdout.split()[-1])
+        key = f"large_frames_{profile}"
+        row(f"best effort 960x540 at {LOSS_RATE} Hz, two processes, {label}: received of {sent}", got["received"],
+            "frames", f"{key}_received", 0)
+        row(f"{label}: lost between first and last received, as counted upstream (StampGaps) / true",
+            got["lost_counted"] / got["lost_between"] if got["lost_between"] else float("nan"), "ratio",
+            f"{key}_counted_ratio", 3)
+
+
 def _hog() -> list[subprocess.Popen]:
     """One busy process per core, at the node's priority."""
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
@@ -317,7 +390,7 @@ def bench_contention(light: Path, seconds: float = 10.0, rate: float = 30.0) -> 
                 ctx.try_shutdown()
 
 
-SECTIONS = ("transport", "cameras", "node", "replay", "contention")
+SECTIONS = ("transport", "cameras", "node", "replay", "contention", "large_frames")
 
 
 def main() -> None:
@@ -326,9 +399,13 @@ def main() -> None:
     parser.add_argument("--json", help="write results as JSON to this path")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--echo", choices=["raw", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--loss-peer", nargs=3, metavar=("ROLE", "PROFILE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo:
         return echo(args.echo)
+    if args.loss_peer:
+        role, profile, count = args.loss_peer
+        return loss_peer(role, profile, int(count))
     from cpu_bench import cpu_name, light_artifact
 
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}; "
@@ -342,7 +419,9 @@ def main() -> None:
                 _run_against([sys.executable, __file__, "--echo", mode], "/echo/mask", [10, 30], n,
                              f"transport, {mode} {'CDR' if mode == 'raw' else 'rclpy Image'} subscription",
                              f"transport_{mode}")
-        light = light_artifact(tmp)
+        if "large_frames" in only:
+            bench_large_frames(3 * n)
+        light = light_artifact(tmp) if only - {"transport", "large_frames"} else None
         if "cameras" in only:
             bench_two_cameras(light)
         base = [str(BIN / "segmentation_node"), "--ros-args", "-p", f"model:={light}", "-p", "publish_cost:=false"]

@@ -18,15 +18,18 @@ from launch_ros.actions import LifecycleNode, Node
 from launch import LaunchDescription
 from offroad_seg_ros.node.launch_args import (
     PARAMETER_ARGUMENTS,
+    flag,
     image_remappings,
     node_parameters,
     ros_arguments,
+    transport_env,
 )
 
 
 def _nodes(context):
     value = {name: LaunchConfiguration(name).perform(context) for name in (
-        *PARAMETER_ARGUMENTS, "params_file", "cameras_file", "namespace", "name", "log_level", "lifecycle")}
+        *PARAMETER_ARGUMENTS, "params_file", "cameras_file", "namespace", "name", "log_level", "lifecycle",
+        "large_frames")}
     with open(value["cameras_file"]) as f:
         cameras = yaml.safe_load(f)["cameras"]
     remappings = []
@@ -37,6 +40,8 @@ def _nodes(context):
         package="offroad_seg_ros", executable="segmentation_node", name=value["name"], namespace=value["namespace"],
         parameters=node_parameters(value["params_file"], value, {"cameras": list(cameras)}),
         remappings=remappings, ros_arguments=ros_arguments(value["log_level"]), output="screen", emulate_tty=True,
+        additional_env=transport_env(os.environ, get_package_share_directory("offroad_seg_ros"),
+                                     flag("large_frames", value["large_frames"])),
     )
     if value["lifecycle"].lower() == "true":
         return [LifecycleNode(arguments=["--lifecycle"], **common)]
@@ -57,5 +62,8 @@ def generate_launch_description():
         DeclareLaunchArgument("log_level", default_value="", description="debug | info | warn | error | fatal"),
         DeclareLaunchArgument("lifecycle", default_value="false",
                               description="run as a managed lifecycle node (configure / activate by a manager)"),
+        DeclareLaunchArgument("large_frames", default_value="true",
+                              description="give the node the Fast DDS large-frame profile (config/fastdds_large_frames"
+                                          ".xml) when no profile is set and the RMW is Fast DDS; false: never"),
         OpaqueFunction(function=_nodes),
     ])

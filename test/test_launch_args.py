@@ -6,6 +6,7 @@ passes it (each entry of `parameters=` as a --params-file, in order)."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,16 @@ import yaml
 
 from offroad_seg_ros.node.launch_args import (
     PARAMETER_ARGUMENTS,
+    flag,
     image_remappings,
     node_parameters,
     parameter_overrides,
     ros_arguments,
+    transport_env,
 )
 from offroad_seg_ros.node.params import PARAMETERS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_only_given_arguments_override():
@@ -58,6 +63,47 @@ def test_log_level_and_remappings():
         ("front/image", "/f"), ("front/image/compressed", "/f/compressed"), ("front/depth", "/f_depth")]
 
 
+PROFILE = "FASTRTPS_DEFAULT_PROFILES_FILE"
+
+
+@pytest.mark.parametrize("environ", [{}, {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"},
+                                     {"RMW_IMPLEMENTATION": "rmw_fastrtps_dynamic_cpp"}, {"RMW_IMPLEMENTATION": ""}])
+def test_the_large_frame_profile_is_given_when_none_is_set(environ):
+    env = transport_env(environ, str(REPO))  # the repository stands in for the installed share directory
+    assert env == {PROFILE: str(REPO / "config" / "fastdds_large_frames.xml")}
+    assert Path(env[PROFILE]).is_file()  # the path the launch files hand the node is the shipped profile
+
+
+@pytest.mark.parametrize("environ", [
+    {PROFILE: "/robot/my_profile.xml"},  # the user's own: kept (nothing added over it)
+    {"FASTDDS_DEFAULT_PROFILES_FILE": "/robot/my_profile.xml"},  # Fast DDS 3's name for it
+    {PROFILE: ""},  # set, even empty: the user's choice
+    {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"},  # another RMW: the file means nothing to it
+    {"RMW_IMPLEMENTATION": "rmw_zenoh_cpp"},
+])
+def test_the_users_profile_and_other_rmws_get_nothing(environ):
+    assert transport_env(environ, str(REPO)) == {}
+
+
+def test_large_frames_false_turns_the_profile_off():
+    assert transport_env({}, str(REPO), flag("large_frames", "False")) == {}
+    assert transport_env({}, str(REPO), flag("large_frames", "true")) != {}
+    with pytest.raises(ValueError, match=r"large_frames:='maybe' is not true or false"):
+        flag("large_frames", "maybe")
+
+
+@pytest.mark.parametrize("name", ["segment.launch.py", "cameras.launch.py"])
+def test_the_launch_files_hand_the_node_the_transport_env(name):
+    # `launch` is not on PyPI: read the file. The Node (or LifecycleNode) gets
+    # additional_env=transport_env(os.environ, <share dir>, flag("large_frames", ...)).
+    tree = ast.parse((REPO / "launch" / name).read_text())
+    env = [kw.value for n in ast.walk(tree) if isinstance(n, ast.Call) for kw in n.keywords
+           if kw.arg == "additional_env"]
+    assert len(env) == 1 and isinstance(env[0], ast.Call) and getattr(env[0].func, "id", "") == "transport_env"
+    first, _, third = env[0].args
+    assert ast.unparse(first) == "os.environ" and "large_frames" in ast.unparse(third)
+
+
 def _as_launch_ros_passes_them(parameters: list, folder: Path) -> list[str]:
     """launch_ros writes each dict of `parameters=` to a params file; files stay as given."""
     args = []
@@ -79,4 +125,4 @@ def test_the_params_files_backend_runs_unless_given(start_node, tmp_path, given,
     node = start_node(*args)
     node.wait_for_line("loading model")
     node.wait_for_line("segmenting")
-    assert f"({runs}, device cpu" in node.output()
+    assert f"({runs}, device cpu" in node.output

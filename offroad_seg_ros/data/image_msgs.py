@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import simplejpeg
 
+from offroad_seg_ros.core.stamps import Stamp, to_ns
+
 U8, U16 = np.dtype(np.uint8), np.dtype(np.uint16)
 BAYER = ("rggb", "bggr", "gbrg", "grbg")
 # encoding -> (channels, dtype): every input encoding the node takes.
@@ -327,6 +329,17 @@ class _Cdr:
         out = self.buf[self.pos:self.pos + n]
         self.pos += n
         return out
+
+
+def header_stamp_ns(raw: bytes | memoryview) -> int | None:
+    """The header stamp of a serialized Image or CompressedImage (both begin with their
+    std_msgs/Header), read before anything else of the frame: a frame that turns out bad still
+    arrived. None when the bytes hold no header (that frame is counted bad when it is parsed)."""
+    try:
+        r = _Cdr(raw)
+        return to_ns(Stamp(r.i32(), r.u32()))
+    except ImageConversionError:
+        return None
 
 
 def parse_image_cdr(raw: bytes | memoryview) -> ImageView:

@@ -10,6 +10,7 @@ from typing import Any
 
 from offroad_seg_ros.core.stamps import to_ns
 from offroad_seg_ros.data.camera_checks import CameraChecks
+from offroad_seg_ros.data.image_msgs import header_stamp_ns
 from offroad_seg_ros.ground.mapper import GroundFrame, GroundMapper
 from offroad_seg_ros.ground.projection import CameraPose, ClassCosts
 from offroad_seg_ros.inference.outputs import KNOWN_MASK
@@ -76,6 +77,13 @@ class Camera:
     @property
     def label(self) -> str:
         return f"{self.name} segmentation" if self.name else "segmentation"
+
+    def arrived(self, raw: bytes | memoryview) -> None:
+        """A frame reached the node: its stamp counts the frames missing before it upstream. Called
+        before max_rate and the newest-frame policy, whose frames did arrive."""
+        stamp = header_stamp_ns(raw)
+        if stamp is not None:
+            self.pipeline.health.upstream.add(stamp)
 
     def accept(self, now: float, min_period: float) -> bool:
         """max_rate: a frame within `min_period` of the last accepted one is counted and not taken."""

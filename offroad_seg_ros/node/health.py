@@ -6,6 +6,8 @@ dropped (replaced by a newer one while the model was busy), bad (could not be
 converted), rate_limited (max_rate), failed (inference raised); until then it
 is in flight (waiting or being processed, at most two). So at every report
 frames_in = processed + dropped + bad + rate_limited + failed + in_flight.
+Frames that never reached the node are counted apart, from gaps in the header
+stamps (stamp_gaps.py): frames_lost_upstream.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ import math
 from dataclasses import astuple, dataclass, fields
 
 from offroad_seg_ros.core.stamps import StampLike, to_ns, to_seconds
+from offroad_seg_ros.node.stamp_gaps import StampGaps
 from offroad_seg_ros.node.stats import RateLatency
 
 OK, WARN, ERROR = 0, 1, 2
+# Frames missing upstream above this share of a report's frames is a WARN: a lost frame now
+# and then is not, most frames of a 960x540 camera over best effort without the profile are.
+LOST_UPSTREAM_WARN = 0.1
+LOST_UPSTREAM_CAUSE = ("best-effort transport dropping large frames (give the node and the camera driver "
+                       "the Fast DDS large-frame profile, config/fastdds_large_frames.xml) or the camera driver")
 
 
 @dataclass
@@ -53,6 +61,8 @@ class Health:
         self.degraded = self._prev_degraded = 0
         self.last_degraded = ""
         self.stats = RateLatency()
+        self.upstream = StampGaps()  # fed with each arriving frame's stamp (node/camera.py)
+        self._prev_upstream = (0, 0)  # (lost, seen) at the last report
         self._prev = Counts()
         self._prev_time: float | None = None
         self._last_input: float | None = None
@@ -93,6 +103,9 @@ class Health:
         reason; `extra` conditions (e.g. the ground outputs') compete too."""
         window = total - self._prev
         degraded, self._prev_degraded = self.degraded - self._prev_degraded, self.degraded
+        up = self.upstream
+        lost, seen = up.lost - self._prev_upstream[0], up.seen - self._prev_upstream[1]
+        self._prev_upstream = (up.lost, up.seen)
         period = now - self._prev_time if self._prev_time is not None else math.nan
         if self._last_input is None:
             self._last_input = now  # silence is measured from the first report
@@ -111,6 +124,9 @@ class Health:
         elif degraded:
             level, msg = WARN, (f"camera degraded in {degraded} of {window.frames_in} frames {span}: "
                                 f"{self.last_degraded}")
+        elif lost > LOST_UPSTREAM_WARN * (lost + seen):
+            level, msg = WARN, (f"{lost} of {lost + seen} frames {span} missing upstream (stamps skip): "
+                                f"{LOST_UPSTREAM_CAUSE}")
         elif total.frames_in == 0:
             level, msg = WARN, f"no frames received on {self.topic} yet"
         elif quiet >= self.stale_after:
@@ -126,6 +142,7 @@ class Health:
                   for f in fields(Counts)]
         values += [
             ("frames_in_flight", str(total.in_flight)), ("unstamped_frames", str(self.unstamped)),
+            ("frames_lost_upstream", str(up.lost)), ("lost_upstream_share", f"{up.share:.3f}"),
             ("fps", _fmt(s["fps"])), ("latency_p50_ms", _fmt(s["latency_p50_ms"])),
             ("latency_p95_ms", _fmt(s["latency_p95_ms"])),
             ("last_bad_frame", self.last_bad or "none"), ("last_failure", self.last_failure or "none"),

@@ -9,6 +9,7 @@ the command line, and `model` may come from the YAML alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,17 +29,25 @@ PARAMETER_ARGUMENTS: dict[str, str] = {
 _NODE_PARAMETER_TYPES: dict[str, type] = {"use_sim_time": bool}
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+# Where a user gives Fast DDS a profile: Fast DDS 2 (Humble, Jazzy) reads the first, Fast DDS 3 the second.
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+LARGE_FRAMES_PROFILE = os.path.join("config", "fastdds_large_frames.xml")  # under the package's share directory
+
+
+def flag(name: str, text: str) -> bool:
+    """A true / false launch argument; ValueError naming it otherwise."""
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ValueError(f"launch argument {name}:={text!r} is not true or false")
 
 
 def typed_value(name: str, text: str) -> Any:
     """`text` as the type of parameter `name`'s default; ValueError naming the argument otherwise."""
     kind = _NODE_PARAMETER_TYPES.get(name) or type(PARAMETERS[name][0])
     if kind is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise ValueError(f"launch argument {name}:={text!r} is not true or false")
+        return flag(name, text)
     try:
         return kind(text)
     except ValueError as exc:
@@ -72,3 +81,16 @@ def image_remappings(prefix: str, image: str, camera_info: str = "", depth: str 
     pairs = [(f"{prefix}image", image), (f"{prefix}image/compressed", f"{image}/compressed")]
     pairs += [(f"{prefix}{key}", topic) for key, topic in (("camera_info", camera_info), ("depth", depth)) if topic]
     return pairs
+
+
+def transport_env(environ: Mapping[str, str], share_dir: str, large_frames: bool = True) -> dict[str, str]:
+    """launch_ros `additional_env` for the node: the installed Fast DDS large-frame profile
+    (config/fastdds_large_frames.xml), so that best-effort 960x540 frames from another process
+    arrive (Fast DDS's default 512 KiB shared-memory segment sends them over fragmented UDP, where
+    most are lost: docs/input-and-diagnostics.md). Nothing when the user set a profile of their
+    own (kept as it is), runs another RMW (e.g. rmw_cyclonedds_cpp), or passed large_frames:=false."""
+    rmw = environ.get("RMW_IMPLEMENTATION", "")  # unset or empty: the default, Fast DDS
+    fast_dds = not rmw or rmw.startswith(("rmw_fastrtps", "rmw_fastdds"))
+    if not large_frames or not fast_dds or any(v in environ for v in PROFILE_VARIABLES):
+        return {}
+    return {PROFILE_VARIABLES[0]: os.path.join(share_dir, LARGE_FRAMES_PROFILE)}
