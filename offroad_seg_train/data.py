@@ -244,6 +244,9 @@ class DualityDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "offroad_seg"
         self._train: TrainDataset | None = None
         self._eval: dict[str, Dataset] = {}
+        # (width, height) of the train split's frames as stored, before `scale`: known once set up for
+        # fit; the model records it, so the robot resizes other resolutions to it (core/preprocess.py).
+        self.frame_size: tuple[int, int] | None = None
 
     @property
     def hp(self) -> Any:
@@ -266,8 +269,11 @@ class DualityDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and self._train is None:
-            cache = FrameCache(self._samples(self.hp.train_split), self.table, self.hp.scale,
-                               self.cache_dir, self.hp.ignore_unknown)
+            samples = self._samples(self.hp.train_split)
+            cache = FrameCache(samples, self.table, self.hp.scale, self.cache_dir, self.hp.ignore_unknown)
+            # The cache holds scaled frames and checked that they share one size: the first frame's is the split's.
+            height, width = read_image(samples[0].image).shape[:2]
+            self.frame_size = (width, height)
             self._train = TrainDataset(cache, self.augment)
             self._eval_set(self.hp.val_split)
 

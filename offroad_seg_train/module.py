@@ -3,6 +3,7 @@ robot's own inference path (`predict_labels`) and metrics module."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytorch_lightning as L
@@ -68,6 +69,14 @@ class SegModule(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def setup(self, stage: str) -> None:
+        # The training frames' size, known to the data module once it is set up for fit, goes into the
+        # preprocessing the checkpoint (and so the artifact) records: the robot resizes frames of any
+        # other resolution to what a training frame gives (core/preprocess.py).
+        size = getattr(getattr(self.trainer, "datamodule", None), "frame_size", None)  # an untyped Trainer attribute
+        if size:
+            self.pre = replace(self.pre, train_size=(int(size[0]), int(size[1])))
 
     # -- training ---------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -155,3 +164,6 @@ class SegModule(L.LightningModule):
                 f"configured one ({len(self.table)} classes: {', '.join(self.table.names)}); "
                 "resume with the checkpoint's class table or start a new run"
             )
+        recorded = ((meta or {}).get("preprocess") or {}).get("train_size")
+        if recorded and self.pre.train_size is None:  # validate / test set up no training data: keep the record
+            self.pre = replace(self.pre, train_size=(int(recorded[0]), int(recorded[1])))

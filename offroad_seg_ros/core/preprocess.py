@@ -8,6 +8,12 @@ nearest-neighbour. Training crops are sampled at the same `scale`, so the
 model sees objects at the size it will see them on the robot. (The reference
 recipe trained on native-scale crops but squashed 960x540 to 320x320 at test
 time, which changes both scale and aspect between training and use.)
+
+Any camera resolution: an artifact that records the size of its training
+frames (`train_size`) has `scale` apply to that size, so a frame of another
+resolution is resized to the network input a training frame would have given
+(a 1920x1080 frame by 0.25 for a model trained on 960x540 at 0.5). Older
+artifacts, without the record, apply `scale` to whatever frame arrives.
 """
 
 from __future__ import annotations
@@ -21,6 +27,17 @@ import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# model_input_width's range in pixels: the ONNX export's widest input is 128 x 32 (core/onnx_export.py).
+MIN_INPUT_WIDTH, MAX_INPUT_WIDTH = 32, 4096
+
+
+def check_model_input_width(width: Any) -> int:
+    """The `model_input_width` option (node parameter, Segmenter argument): 0 or a width in pixels."""
+    if isinstance(width, bool) or not isinstance(width, int) or \
+            not (width == 0 or MIN_INPUT_WIDTH <= width <= MAX_INPUT_WIDTH):
+        raise ValueError(f"model_input_width must be 0 (from the model artifact) or an integer number of pixels "
+                         f"in {MIN_INPUT_WIDTH}..{MAX_INPUT_WIDTH}, got {width!r}")
+    return width
 
 
 @dataclass(frozen=True)
@@ -29,32 +46,62 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     scale: float = 1.0
     pad_multiple: int = 32
+    # (width, height) of the training frames before `scale`, as recorded in the artifact; None in
+    # artifacts written before it was recorded, whose `scale` applies to whatever frame arrives.
+    train_size: tuple[int, int] | None = None
+    # The node's override, never recorded: every frame is resized to this width (px); 0 = from the artifact.
+    model_input_width: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.scale <= 4:
             raise ValueError(f"inference scale must be in (0, 4], got {self.scale}")
         if self.pad_multiple < 1:
             raise ValueError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
+        if self.train_size is not None and (not isinstance(self.train_size, tuple) or len(self.train_size) != 2
+                                            or not all(isinstance(v, int) and v > 0 for v in self.train_size)):
+            raise ValueError(f"train_size must be [width, height] in pixels, got {self.train_size!r}")
+        check_model_input_width(self.model_input_width)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        size = d.get("train_size")
         return cls(
             mean=tuple(d.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
             std=tuple(d.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
             scale=float(d.get("scale", 1.0)),
             pad_multiple=int(d.get("pad_multiple", 32)),
+            train_size=tuple(size) if isinstance(size, list) else size,
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["model_input_width"]  # a runtime choice, not the model's
         d["mean"], d["std"] = list(self.mean), list(self.std)
         d["policy"] = "scale, normalise, pad bottom/right to pad_multiple; argmax; nearest back"
+        if self.train_size is None:
+            del d["train_size"]  # written as before the record existed
+        else:
+            d["train_size"] = list(self.train_size)
+            d["policy"] = "scale of train_size's width, " + d["policy"].removeprefix("scale, ")
         return d
 
+    def resize_factor(self, width: int) -> float:
+        """How much a frame `width` pixels wide is resized before the network."""
+        if self.model_input_width:
+            return self.model_input_width / width
+        if self.train_size is None or width == self.train_size[0]:
+            return self.scale
+        # Matched by width, not by area: a camera's resolution modes (and its 16:9 and 4:3 crops of
+        # one sensor, roughly) keep the horizontal field of view, so an object's size in pixels
+        # follows the frame's width whatever its height; the height follows the frame's aspect.
+        return self.scale * self.train_size[0] / width
+
     def scaled_size(self, height: int, width: int) -> tuple[int, int]:
-        if self.scale == 1.0:
+        """The network's input size (before padding) for a height x width frame."""
+        factor = self.resize_factor(width)
+        if factor == 1.0:
             return height, width
-        return max(1, round(height * self.scale)), max(1, round(width * self.scale))
+        return max(1, round(height * factor)), max(1, round(width * factor))
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         """Network input size for a (scaled) height x width: next multiple of pad_multiple."""
@@ -62,7 +109,7 @@ class Preprocess:
         return -(-height // m) * m, -(-width // m) * m
 
     def __call__(self, images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """uint8 (B, H, W, 3) RGB on any device -> resized by `scale`, normalised,
+        """uint8 (B, H, W, 3) RGB on any device -> resized to `scaled_size`, normalised,
         padded (B, 3, Hp, Wp) network input."""
         return self.normalize(images, dtype, resize=True)
 
@@ -77,11 +124,11 @@ class Preprocess:
         x = images.permute(0, 3, 1, 2)
         h, w = self.scaled_size(height, width) if resize else (height, width)
         if (h, w) != (height, width):
+            shrink = self.resize_factor(width) < 1
             if x.device.type == "cpu":
-                x = _resize(x, (h, w), self.scale < 1)
+                x = _resize(x, (h, w), shrink)
             else:  # CUDA has no uint8 kernels (and antialiased resize no half ones)
-                x = F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False,
-                                  antialias=self.scale < 1)
+                x = F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=shrink)
         x = x.float()
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1) * 255
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1) * 255

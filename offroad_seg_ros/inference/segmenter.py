@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 from offroad_seg_ros.core.artifact import Artifact
 from offroad_seg_ros.core.calibration import confidence_level
 from offroad_seg_ros.core.classes import IGNORE_INDEX, UNKNOWN_COST
-from offroad_seg_ros.core.preprocess import keep_resize_out_of_compile
+from offroad_seg_ros.core.preprocess import check_model_input_width, keep_resize_out_of_compile
 from offroad_seg_ros.inference.backend import Backend, backend_class
 from offroad_seg_ros.inference.outputs import OUTPUTS
 
@@ -69,6 +69,10 @@ class Segmenter:
     min_confidence: pixels whose confidence is below it (as a uint8 level,
     core.calibration.confidence_level) are unknown: cost 255, known_mask 255;
     the mask keeps its argmax. 0 = every pixel known.
+    model_input_width: every frame is resized to this width (px, aspect kept)
+    before the network; 0 = the artifact's: its scale of the training frames'
+    width when it records that (any camera resolution gives the network the
+    training frames' scale), else its scale of the incoming frame.
     """
 
     def __init__(
@@ -83,9 +87,11 @@ class Segmenter:
         warmup_size: tuple[int, int] | None = (540, 960),
         threads: int = 0,
         min_confidence: float = 0.0,
+        model_input_width: int = 0,
     ):
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be within 0..1, got {overlay_alpha}")
+        check_model_input_width(model_input_width)  # before the model loads
         self.runtime: Backend = backend_class(backend)(model, device, precision, threads, compile)
         self.backend = backend
         self.artifact: Artifact = self.runtime.artifact
@@ -94,7 +100,7 @@ class Segmenter:
         self.overlay_alpha = overlay_alpha
         self.min_level = confidence_level(min_confidence)
         self.classes = self.artifact.classes
-        self.pre = self.artifact.preprocess
+        self.pre = replace(self.artifact.preprocess, model_input_width=model_input_width)
         self.color_lut = torch.from_numpy(self.classes.color_lut()).to(self.device)
         self.cost_lut = torch.from_numpy(self.classes.cost_lut(cost_overrides)).to(self.device)
         self._labels_fn = self._labels
@@ -137,6 +143,10 @@ class Segmenter:
     @property
     def name(self) -> str:
         return self.artifact.name
+
+    def network_input_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) a height x width frame is resized to before the network (then padded)."""
+        return self.pre.scaled_size(height, width)
 
     # -- the device-side path ---------------------------------------------------
     def _labels(self, images: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
