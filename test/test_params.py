@@ -33,7 +33,7 @@ GRID, MAP, MAPPER, CHECKS = GridSpec(), MapSpec(), MapperSpec(), CheckThresholds
 OWNED_DEFAULTS = {
     # inference/segmenter.py: the Segmenter's options
     **{name: SEGMENTER[name].default for name in ("device", "precision", "backend", "threads", "compile",
-                                                   "overlay_alpha")},
+                                                   "overlay_alpha", "model_input_width")},
     # inference/outputs.py: publish_<output>
     **{f"publish_{o.name}": o.published for o in IMAGE_OUTPUTS},
     # data/image_msgs.py
@@ -54,6 +54,7 @@ OWNED_DEFAULTS = {
     "depth": MAPPER.depth,
     "depth_fallback": MAPPER.depth_fallback,
     "depth_slop": MAPPER.depth_slop,
+    "camera_pose_source": MAPPER.camera_pose_source,
     # ground/fusion.py
     "fused_max_age": MAX_AGE_S,
     # ground/local_map.py: MapSpec
@@ -67,7 +68,7 @@ OWNED_DEFAULTS = {
 # Parameters nothing below the node uses: their defaults live in the table itself.
 NODE_OWNED = {"cameras", "model", "compressed", "cost_overrides", "max_rate", "qos_depth", "qos_reliability",
               "diagnostics_period", "publish_grid", "publish_obstacles", "base_frame", "obstacle_height",
-              "per_camera_grids", "publish_map", "odom_topic", "map_rate"}
+              "per_camera_grids", "publish_map", "odom_topic", "odom_frame", "map_rate"}
 
 
 def test_every_table_default_is_its_owners_default():

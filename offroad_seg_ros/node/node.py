@@ -36,6 +36,7 @@ from offroad_seg_ros.node.params import PARAMETERS, NodeConfig, segmenter_option
 from offroad_seg_ros.node.pipeline import process_batch
 from offroad_seg_ros.node.ros_messages import GROUND_INPUTS, GROUND_OUTPUTS, diagnostics_msg, ground_msg, output_images
 from offroad_seg_ros.node.shutdown import MODEL_THREAD, Shutdown
+from offroad_seg_ros.node.tf_listener import TfListener
 
 STARTUP_ERRORS = (ArtifactError, ModelConfigError, ValueError, OSError)
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -57,6 +58,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.segmenter: Segmenter | None = None
         self.cameras: dict[str, Camera] = {}
         self.ground_outputs: GroundOutputs | None = None  # fusion and ~/map, with the ground outputs
+        self.tf: TfListener | None = None  # camera poses and odom -> base, when something uses TF
         self.configure_error: BaseException | None = None
         self.finalized = False
         # The node's own publishers: diagnostics, map, and the fusion's grid outputs (grid, obstacles).
@@ -97,6 +99,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                          reliability=ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
         for cam in self.cameras.values():
+            cam.pipeline.health.upstream.restart()  # frames sent while inactive weren't lost upstream
             topic = cam.topic(c.image_topic)
             self._active.append(self.create_subscription(CompressedImage if p["compressed"] else Image, topic,
                                                          self._frame_callback(cam), qos, raw=True))
@@ -109,9 +112,11 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if "map" in self.pubs:
             assert self.ground_outputs is not None
-            self._active += [self.create_subscription(Odometry, p["odom_topic"], self.ground_outputs.on_odometry,
-                                                      ODOM_QOS),
-                             self.create_timer(1.0 / p["map_rate"], self._publish_map, clock=steady)]
+            self._active.append(self.create_timer(1.0 / p["map_rate"], self._publish_map, clock=steady))
+            if not p["odom_frame"]:  # else odom -> base comes from TF
+                self._active.append(self.create_subscription(Odometry, p["odom_topic"],
+                                                             self.ground_outputs.on_odometry, ODOM_QOS))
+        self._active += self.tf.subscribe() if self.tf is not None else []
         self._active.append(self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics, clock=steady))
         return super().on_activate(state)
 
@@ -153,9 +158,10 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                                                if p["compile"] else ""))
         self.worker.call(seg.warm_up, interrupt)
         self.pubs["diagnostics"] = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 1)
+        self.tf = TfListener(self) if TfListener.wanted(c) else None
         self.cameras = {name: self._camera(name, c, seg) for name in c.cameras}
         if c.grid is not None:
-            self.ground_outputs = GroundOutputs(c)
+            self.ground_outputs = GroundOutputs(c, self.tf)
         if c.fused:
             self.pubs.update(self._ground_publishers(""))
         if c.local_map is not None:
@@ -174,6 +180,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
                 self.declare_parameter(key, list(pose), ParameterDescriptor(description=f"camera_pose of {name}"))
             pose = self.get_parameter(key).value
         cam.ground = ground_mapper(c, list(pose), seg, self.resolve_topic_name(cam.topic("camera_info")))
+        cam.ground.use_tf(self.tf, p["base_frame"])
         if not c.fused or p["per_camera_grids"]:
             cam.pubs.update(self._ground_publishers(name))
         return cam
@@ -203,7 +210,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             self.worker = None
         for pub in [*(pub for cam in self.cameras.values() for pub in cam.pubs.values()), *self.pubs.values()]:
             self.destroy_lifecycle_publisher(pub)
-        self.cameras, self.pubs, self.ground_outputs = {}, {}, None
+        self.cameras, self.pubs, self.ground_outputs, self.tf = {}, {}, None, None
         if self.segmenter is not None:
             self.segmenter.release()
             self.segmenter = None
@@ -213,7 +220,10 @@ class SegmentationNode(LifecycleNodeMixin, Node):
     def _frame_callback(self, cam: Camera) -> Callable[[bytes], None]:
         def on_frame(raw: bytes) -> None:
             worker, c = self.worker, self.config
-            if worker is not None and c is not None and cam.accept(time.monotonic(), c.min_period):
+            if worker is None or c is None:
+                return
+            cam.arrived(raw)
+            if cam.accept(time.monotonic(), c.min_period):
                 worker.submit(raw, cam.name)
         return on_frame
 
@@ -238,6 +248,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             h = result.header
             for name, msg in output_images(h, h.frame_id, result.outputs).items():
                 cam.pubs[name].publish(msg)
+            if cam.ground is not None:  # its pose is looked up for the image's frame (camera_pose_source tf)
+                cam.ground.frame_id = h.frame_id
             ground = cam.ground_frame(result)
             if ground is not None and self.ground_outputs is not None:
                 for name, fields in self.ground_outputs.take(cam.name, ground, to_ns(h), cam.pubs).items():

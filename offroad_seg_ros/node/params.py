@@ -52,6 +52,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "threads": (_runtime("threads"), "intra-op threads of the CPU runtime (torch on the CPU, onnxruntime, openvino); "
                 "0 = its default"),
     "compile": (_runtime("compile"), "torch.compile the inference path (CUDA graphs on GPU)"),
+    "model_input_width": (_runtime("model_input_width"), "px: frames are resized to this width before the network; "
+                          "0 = the model's training scale, whatever the camera's resolution"),
     "compressed": (False, "subscribe to image/compressed instead of image"),
     "max_pixels": (MAX_PIXELS, "frames above this many pixels are refused unread (decompression bombs)"),
     "input_bits": (FULL_BITS, "significant bits of 16-bit input (mono16, rgb16, bayer_*16): 12 for a 12-bit camera"),
@@ -68,6 +70,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "base_frame": ("base_link", "frame of ~/grid and ~/obstacles: the robot's base"),
     "camera_pose": (list(astuple(CameraPose())),
                     "camera body frame (x forward, z up) in base_frame: x, y, z, roll, pitch, yaw (m, rad)"),
+    "camera_pose_source": (MapperSpec.camera_pose_source, "tf (base_frame <- the image's frame_id from TF at its "
+                           "stamp; camera_pose until TF has that frame) | parameter (camera_pose only)"),
     "rectified": (MapperSpec.rectified, "images are rectified: project with camera_info's P and no distortion"),
     "grid_resolution": (GridSpec.resolution, "m per grid cell"),
     "grid_size": ([GridSpec.size_x, GridSpec.size_y], "grid extent in m along x and y, centred on base_frame"),
@@ -78,6 +82,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "fused_max_age": (MAX_AGE_S, "s: a camera's newest grid older than this against the newest is left out of ~/grid"),
     "publish_map": (False, "publish ~/map: a rolling local map in the odometry frame (nav_msgs/OccupancyGrid)"),
     "odom_topic": ("odom", "nav_msgs/Odometry that places frames into ~/map (its frame is the map's)"),
+    "odom_frame": ("", "'' = odom_topic places frames into ~/map; a frame (odom) = TF's odom_frame <- base_frame "
+                   "at each frame's stamp does, and is the map's frame"),
     "map_resolution": (MapSpec.resolution, "m per ~/map cell"),
     "map_size": (MapSpec.size, "m: side of the square ~/map window, centred on the robot"),
     "map_rate": (2.0, "Hz: ~/map publishing rate"),
@@ -118,7 +124,8 @@ def segmenter_options(p: dict[str, Any]) -> dict[str, Any]:
     """The Segmenter's keyword arguments from the parameters (the node warms it up itself)."""
     return {"device": p["device"], "precision": p["precision"], "backend": p["backend"], "compile": p["compile"],
             "cost_overrides": parse_cost_overrides(p["cost_overrides"] or []), "overlay_alpha": p["overlay_alpha"],
-            "warmup_size": None, "threads": p["threads"], "min_confidence": p["min_confidence"]}
+            "warmup_size": None, "threads": p["threads"], "min_confidence": p["min_confidence"],
+            "model_input_width": p["model_input_width"]}
 
 
 def check_parameters(p: dict[str, Any]) -> None:
