@@ -25,7 +25,7 @@ from offroad_seg_ros.core.classes import IGNORE_INDEX
 
 ECE_BINS = 15
 LEVELS = 256
-# The node's and the evaluators' default: chosen from the demo model's risk-coverage curve (README).
+# The node's and the evaluators' default: chosen from the demo model's risk-coverage curve (docs/trust.md).
 DEFAULT_MIN_CONFIDENCE = 0.6
 
 

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 # What the node does with a frame that raised a check: publish it flagged only, publish its
-# cost and ground outputs all unknown, or drop it (README.md, "When the camera or the model can't be trusted").
+# cost and ground outputs all unknown, or drop it (docs/trust.md).
 DEGRADED_POLICIES = ("publish", "unknown", "drop")
 DEFAULT_DEGRADED_POLICY = "unknown"
 
