@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from astutil import docstrings
 from conftest import make_artifact
 
 from offroad_seg_ros.core.artifact import ArtifactError, load_artifact, read_artifact, save_artifact, update_artifact
@@ -107,15 +108,6 @@ def test_a_bad_update_is_refused_by_name_and_changes_nothing(tiny_artifact, tmp_
     assert sorted(p.name for p in art.iterdir()) == ["model.json", "model.onnx", "weights.safetensors"]
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    """ids of the docstring constants of a module and its classes and functions."""
-    found: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                found.add(id(first.value))
-    return found
 
 
 def _help_texts(tree: ast.AST) -> set[int]:
@@ -134,7 +126,7 @@ def test_only_the_artifact_module_names_its_metadata_file():
         if path == OWNER:
             continue
         tree = ast.parse(path.read_text())
-        allowed = _docstrings(tree) | _help_texts(tree)
+        allowed = docstrings(tree) | _help_texts(tree)
         for node in ast.walk(tree):
             text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
             if text is not None and id(node) not in allowed and text.split("/")[-1].strip() == "model.json":

@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+from astutil import docstrings
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_PACKAGE = "offroad_seg_train"
@@ -87,14 +88,6 @@ def test_training_commands_come_from_their_entry_points():
     assert codes == dict.fromkeys(RUNTIME_COMMANDS | TRAINING_COMMANDS, 0), stderr[-4000:]
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                found.add(id(first.value))
-    return found
 
 
 def test_runtime_never_names_the_training_package():
@@ -104,7 +97,7 @@ def test_runtime_never_names_the_training_package():
     for path in sorted((REPO / "offroad_seg_ros").rglob("*.py")):
         where = path.relative_to(REPO)
         tree = ast.parse(path.read_text(), str(path))
-        docstrings = _docstrings(tree)
+        prose = docstrings(tree)
         for node in ast.walk(tree):
             if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Constant)):
                 continue
@@ -115,7 +108,7 @@ def test_runtime_never_names_the_training_package():
                 names = [node.module]
             wrong += [f"{where}:{node.lineno} imports {n}" for n in names if n.split(".")[0] == TRAINING_PACKAGE]
             if (isinstance(node, ast.Constant) and isinstance(node.value, str) and TRAINING_PACKAGE in node.value
-                    and id(node) not in docstrings):
+                    and id(node) not in prose):
                 wrong.append(f"{where}:{node.lineno} names {TRAINING_PACKAGE} in a string")
     assert not wrong, wrong
 
