@@ -17,9 +17,22 @@ from offroad_seg_ros.cli.registry import Command
 
 def _synth_arguments(p: argparse.ArgumentParser) -> None:
     options.add_out(p, "output folder (splits are written into it)", optional=True, deprecated_positional=True)
-    p.add_argument("--train", type=int, default=40, help="train scenes (default 40)")
-    p.add_argument("--val", type=int, default=10, help="val scenes (default 10)")
-    p.add_argument("--test", type=int, default=10, help="test scenes, shifted biome (default 10)")
+    # With --biome, --novel-objects or --pasted-patches only the splits given are written (test 10 if none is).
+    p.add_argument("--train", type=int, default=None, help="train scenes (default 40; see --biome)")
+    p.add_argument("--val", type=int, default=None, help="val scenes (default 10; see --biome)")
+    p.add_argument("--test", type=int, default=None, help="test scenes, shifted biome unless --biome (default 10)")
+    p.add_argument("--biome", action="append", metavar="NAME",
+                   help="draw every split in this biome (repeatable or a comma list; a group: tuning, held_out); "
+                        "several biomes go to OUT/NAME/<split>; only the splits given are written, 10 test scenes "
+                        "if none is. Default: train and val in the train biome, test in the test biome")
+    p.add_argument("--list-biomes", action="store_true", help="list the biomes and their groups, then exit")
+    p.add_argument("--novel-objects", action="append", metavar="KINDS",
+                   help="draw objects no class covers into each scene, for evaluation only: vehicle, person, "
+                        "fence, drum, tarp, puddle, or a group (tuning, held_out, all); writes <split>/Novelty/")
+    p.add_argument("--novel-per-scene", type=int, default=2, metavar="N", help="novel objects per scene (default 2)")
+    p.add_argument("--pasted-patches", type=int, default=0, metavar="N",
+                   help="paste N rocks or bushes cut from another scene into each (a control: not novel, "
+                        "value 2 in <split>/Novelty/)")
     options.add_seed(p)
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("--png-level", type=int, default=0, choices=range(10), metavar="0-9",
@@ -29,19 +42,51 @@ def _synth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preview", metavar="PNG", help="also write a preview grid of scenes and masks")
 
 
-def _synth(args: argparse.Namespace) -> int:
-    from offroad_seg_train import synth
+_SYNTH_COUNTS = {"train": 40, "val": 10, "test": 10}
 
+
+def _synth_counts(args: argparse.Namespace, evaluation: bool) -> dict[str, int]:
+    """Scenes per split: 40 / 10 / 10 where not given; for an evaluation set (named biomes,
+    novel objects, pasted patches) only the splits asked, or 10 test scenes if none is."""
+    asked = {"train": args.train, "val": args.val, "test": args.test}
+    if not evaluation:
+        return {split: _SYNTH_COUNTS[split] if n is None else n for split, n in asked.items()}
+    if all(n is None for n in asked.values()):
+        return {"train": 0, "val": 0, "test": 10}
+    return {split: n or 0 for split, n in asked.items()}
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from offroad_seg_train import biomes, synth
+
+    if args.list_biomes:
+        print(biomes.describe())
+        return 0
+    chosen = biomes.resolve(args.biome or [])
+    scene: synth.Scene = synth.plain_scene
+    if args.novel_objects or args.pasted_patches:
+        from offroad_seg_train.novel_objects import NovelScenes, resolve_kinds
+
+        scene = NovelScenes(resolve_kinds(args.novel_objects or []), args.novel_per_scene, args.pasted_patches)
     if args.preview:
-        print(f"preview written to {synth.preview(args.preview, seed=args.seed)}")
+        path = synth.preview(args.preview, seed=args.seed, biomes=chosen, scene=scene)
+        print(f"preview written to {path}")
         if args.out is None:
             return 0
     if args.out is None:
         raise ValueError("synth needs an output folder, --out PATH (or only --preview PATH)")
-    synth.generate(
-        args.out, {"train": args.train, "val": args.val, "test": args.test}, seed=args.seed,
-        workers=args.workers, force=args.force, png_level=args.png_level,
-    )
+    counts = _synth_counts(args, evaluation=bool(chosen) or scene is not synth.plain_scene)
+    if scene is not synth.plain_scene and counts["train"]:
+        raise ValueError("novel objects and pasted patches are for evaluation only; they are not drawn into a "
+                         "train split (--train 0)")
+    common = dict(seed=args.seed, workers=args.workers, force=args.force, png_level=args.png_level, scene=scene)
+    if len(chosen) > 1:
+        for biome in chosen:
+            synth.generate(Path(args.out) / biome.name, counts, biome=biome, **common)
+    else:
+        synth.generate(args.out, counts, biome=chosen[0] if chosen else None, **common)
     return 0
 
 

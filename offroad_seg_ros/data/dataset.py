@@ -21,6 +21,10 @@ from offroad_seg_ros.data.image_msgs import MAX_PIXELS, ImageConversionError, ch
 
 IMAGE_DIR = "Color_Images"
 MASK_DIR = "Segmentation"
+# Generated evaluation splits with novel objects only (docs/generator.md): uint8 PNGs beside
+# the masks, one of these values a pixel.
+NOVELTY_DIR = "Novelty"
+NOT_NOVEL, NOVEL, PASTED, NOVELTY_IGNORE = 0, 1, 2, 255
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 MASK_EXTS = (".png", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
@@ -171,6 +175,19 @@ def read_raw_mask(path: str | Path) -> np.ndarray:
             f"mask {path} is {mask.dtype}; expected uint16 raw class IDs (100, 200, ... 10000). "
             "An 8-bit mask cannot hold the Duality IDs."
         )
+    return mask
+
+
+def read_novelty_mask(path: str | Path) -> np.ndarray:
+    """uint8 (H, W) novelty mask: NOVEL (1) a pixel of an object no class covers, NOT_NOVEL (0),
+    PASTED (2) an ordinary pixel pasted from another frame (not novel: a control), NOVELTY_IGNORE
+    (255) not scored (the edge band of a novel object)."""
+    mask = _read_file(path, cv2.IMREAD_UNCHANGED, "novelty mask")
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise DatasetError(f"novelty mask {path} is {mask.dtype}, shape {mask.shape}; expected single-channel uint8")
+    bad = np.setdiff1d(np.unique(mask), [NOT_NOVEL, NOVEL, PASTED, NOVELTY_IGNORE])
+    if bad.size:
+        raise DatasetError(f"novelty mask {path} holds value(s) {bad.tolist()}; expected 0, 1, 2 or 255")
     return mask
 
 
