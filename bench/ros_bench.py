@@ -234,7 +234,8 @@ def loss_peer(role: str, profile: str, n: int) -> None:
         os.environ.pop(name, None)
     if profile == "large":
         os.environ[PROFILE_VARIABLES[0]] = str(rosenv.REPO / "config" / "fastdds_large_frames.xml")
-    from offroad_seg_ros.node.stamp_gaps import StampGaps, header_stamp_ns
+    from offroad_seg_ros.data.image_msgs import header_stamp_ns
+    from offroad_seg_ros.node.stamp_gaps import StampGaps
 
     rclpy.init()
     node = Node(f"large_frames_{role}")
@@ -406,7 +407,8 @@ def main() -> None:
     if args.loss_peer:
         role, profile, count = args.loss_peer
         return loss_peer(role, profile, int(count))
-    from cpu_bench import cpu_name, light_artifact
+    from cpu_bench import cpu_name
+    from cpu_sections.models import light_artifact
 
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}; "
           f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")

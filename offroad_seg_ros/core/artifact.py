@@ -12,6 +12,7 @@ Loading never unpickles and never downloads: the network is built with
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,25 @@ class Artifact:
     @property
     def onnx_path(self) -> Path | None:
         return self.path / ONNX if self.path and (self.path / ONNX).is_file() else None
+
+    @property
+    def parent(self) -> str | None:
+        """The artifact this one was adapted from, as its `provenance` record names it; None if unrecorded."""
+        provenance = self.extra.get("provenance")
+        parent = provenance.get("parent") if isinstance(provenance, dict) else None
+        return None if parent is None else parent if isinstance(parent, str) else json.dumps(parent, sort_keys=True)
+
+    def weights_digest(self, length: int = 12) -> str | None:
+        """The first `length` hex digits of weights.safetensors' sha256, which tells two artifacts'
+        weights apart whatever their names; None without the file (an ONNX-only artifact)."""
+        weights = self.path / WEIGHTS if self.path is not None else None
+        if weights is None or not weights.is_file():
+            return None
+        digest = hashlib.sha256()
+        with weights.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()[:length]
 
 
 def save_artifact(

@@ -5,7 +5,8 @@ the waiting one of its source (`key`, e.g. the camera), which counts as
 dropped. One thread runs the model on the newest frame of every source that
 has one: with `batch=True` they come as one {key: item} batch (several
 cameras, one forward pass), otherwise one item per call. `call` runs other
-work (loading the model) on that thread.
+work (loading the model, switching to a new one: model_swap.py) on that
+thread, between two frames.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class LatestFrameWorker(Generic[T]):
     @property
     def dropped(self) -> int:
         return sum(self.dropped_by.values())
+
+    @property
+    def stopped(self) -> bool:
+        """`stop` was called: no more frames or calls are taken."""
+        return self._stopping
 
     def submit(self, item: T, key: Any = None) -> None:
         with self._cond:

@@ -1,7 +1,7 @@
 """segmentation_node: camera images in; masks, cost, ground outputs and /diagnostics out.
 
-Thin ROS glue: parsing, maths and message fields live in ROS-free modules
-(params.py, camera.py, pipeline.py, ground_outputs.py, messages.py). The newest
+Thin ROS glue: parsing, maths and message fields live in ROS-free modules (params.py,
+camera.py, pipeline.py, ground_outputs.py, messages.py, model_swap.py). The newest
 frame of every camera goes to one worker thread, which runs them as one batch.
 One class runs as a plain node that configures and activates itself at start,
 or as a managed lifecycle node (`--lifecycle`, Nav2-style bring-up); the
@@ -17,10 +17,11 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
@@ -32,8 +33,9 @@ from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.node.camera import Camera, camera_output, ground_mapper
 from offroad_seg_ros.node.ground_outputs import GroundOutputs
 from offroad_seg_ros.node.latest import LatestFrameWorker
+from offroad_seg_ros.node.model_swap import ModelSwap
 from offroad_seg_ros.node.params import PARAMETERS, NodeConfig, segmenter_options
-from offroad_seg_ros.node.pipeline import process_batch
+from offroad_seg_ros.node.pipeline import frame_note, process_batch
 from offroad_seg_ros.node.ros_messages import GROUND_INPUTS, GROUND_OUTPUTS, diagnostics_msg, ground_msg, output_images
 from offroad_seg_ros.node.shutdown import MODEL_THREAD, Shutdown
 from offroad_seg_ros.node.tf_listener import TfListener
@@ -56,6 +58,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.config: NodeConfig | None = None  # set by configure
         self.worker: LatestFrameWorker[bytes] | None = None
         self.segmenter: Segmenter | None = None
+        self.swap: ModelSwap | None = None  # `model` set at run time (model_swap.py), while configured
         self.cameras: dict[str, Camera] = {}
         self.ground_outputs: GroundOutputs | None = None  # fusion and ~/map, with the ground outputs
         self.tf: TfListener | None = None  # camera poses and odom -> base, when something uses TF
@@ -64,6 +67,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         # The node's own publishers: diagnostics, map, and the fusion's grid outputs (grid, obstacles).
         self.pubs: dict[str, Any] = {}
         self._active: list[Any] = []  # subscriptions and timers, while active
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         if lifecycle:
             self.get_logger().info("lifecycle node: unconfigured, waiting for configure")
             return
@@ -157,6 +161,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.get_logger().info("warming up" + (" (compiling: this takes a while the first time)"
                                                if p["compile"] else ""))
         self.worker.call(seg.warm_up, interrupt)
+        self.swap = ModelSwap(seg, p["model"], self.worker, lambda path: Segmenter(path, **options), p["compile"],
+                              users=lambda: [self, *(cam.pipeline for cam in self.cameras.values())])
         self.pubs["diagnostics"] = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 1)
         self.tf = TfListener(self) if TfListener.wanted(c) else None
         self.cameras = {name: self._camera(name, c, seg) for name in c.cameras}
@@ -193,10 +199,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
 
     def _unsubscribe(self) -> None:
         for entity in self._active:
-            if isinstance(entity, Timer):
-                self.destroy_timer(entity)
-            else:
-                self.destroy_subscription(entity)
+            (self.destroy_timer if isinstance(entity, Timer) else self.destroy_subscription)(entity)
         self._active = []
 
     def _release(self) -> None:
@@ -210,10 +213,17 @@ class SegmentationNode(LifecycleNodeMixin, Node):
             self.worker = None
         for pub in [*(pub for cam in self.cameras.values() for pub in cam.pubs.values()), *self.pubs.values()]:
             self.destroy_lifecycle_publisher(pub)
-        self.cameras, self.pubs, self.ground_outputs, self.tf = {}, {}, None, None
+        self.cameras, self.pubs, self.ground_outputs, self.tf, self.swap = {}, {}, None, None, None
         if self.segmenter is not None:
             self.segmenter.release()
             self.segmenter = None
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """`model` while configured: accepted, loaded beside the model in use and swapped in (model_swap.py)."""
+        for param in params:
+            if param.name == "model" and self.swap is not None:
+                self.swap.request(str(param.value))
+        return SetParametersResult(successful=True)
 
     # -- frames ------------------------------------------------------------------
     # The subscription callback only hands over the bytes: never blocks on inference.
@@ -235,16 +245,11 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         results = process_batch(self.segmenter, frames)
         for cam, result, failed_before in zip(cams, results, failures):
             health = cam.pipeline.health
+            note = frame_note(result, health, failed_before)
+            if note is not None:  # throttled: a broken camera must not flood the log
+                getattr(self.get_logger(), note[0])(note[1], throttle_duration_sec=5.0)
             if result is None:
-                if health.failed > failed_before:
-                    self.get_logger().error(f"inference failed: {health.last_failure}", throttle_duration_sec=5.0)
-                else:
-                    self.get_logger().warning(f"skipping bad frame on {health.topic}: {health.last_bad}",
-                                              throttle_duration_sec=5.0)
                 continue
-            if result.conditions:
-                self.get_logger().warning(f"camera degraded on {health.topic}: {health.last_degraded}",
-                                          throttle_duration_sec=5.0)
             h = result.header
             for name, msg in output_images(h, h.frame_id, result.outputs).items():
                 cam.pubs[name].publish(msg)
@@ -274,10 +279,13 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
     def _publish_diagnostics(self) -> None:
-        worker, seg, pub = self.worker, self.segmenter, self.pubs.get("diagnostics")
-        if worker is None or seg is None or pub is None:
+        worker, seg, swap, pub = self.worker, self.segmenter, self.swap, self.pubs.get("diagnostics")
+        if worker is None or seg is None or swap is None or pub is None:
             return
-        reports = [(cam.label, *cam.diagnostics(worker)) for cam in self.cameras.values()]
+        revert = swap.take_revert()
+        if revert is not None:  # a failed swap: the parameter names the model in use again
+            self.set_parameters([Parameter("model", value=revert)])
+        reports = [(cam.label, *swap.diagnostics(*cam.diagnostics(worker))) for cam in self.cameras.values()]
         reports += self.ground_outputs.diagnostics() if self.ground_outputs is not None else []
         pub.publish(diagnostics_msg(reports, self.get_fully_qualified_name(), str(seg.device),
                                     self.get_clock().now().to_msg()))

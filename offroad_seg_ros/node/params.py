@@ -45,7 +45,8 @@ _CHECKS = {
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "cameras": ([""], "camera names: each gets <name>/image and ~/<name>/... outputs; [''] = one camera on image"),
-    "model": ("", "model artifact directory (model.json + weights.safetensors)"),
+    "model": ("", "model artifact directory (model.json + weights.safetensors); set at run time, it loads beside "
+              "the model in use and replaces it between two frames (a failure: the old stays, /diagnostics says why)"),
     "device": (_runtime("device"), "auto | cpu | cuda | cuda:N"),
     "precision": (_runtime("precision"), "fp32 | fp16 | bf16; with backend openvino also auto | int8"),
     "backend": (_runtime("backend"), "torch | onnxruntime | openvino"),

@@ -130,6 +130,18 @@ def _all_unknown(seg: Segmentation) -> None:
         seg.known_mask = np.full_like(seg.known_mask, IGNORE_INDEX)
 
 
+def frame_note(result: FrameResult | None, health: Health, failed_before: int) -> tuple[str, str] | None:
+    """What the node logs about one frame's outcome, as (logger method, text): an inference
+    failure, a bad frame or a degraded camera; None for a frame processed as it should be."""
+    if result is None:
+        if health.failed > failed_before:
+            return "error", f"inference failed: {health.last_failure}"
+        return "warning", f"skipping bad frame on {health.topic}: {health.last_bad}"
+    if result.conditions:
+        return "warning", f"camera degraded on {health.topic}: {health.last_degraded}"
+    return None
+
+
 def wanted_outputs(enabled: dict[str, bool], subscribers: Callable[[str], int]) -> list[str]:
     """Enabled outputs; the rgb8 ones only while someone subscribes."""
     return [n for n, on in enabled.items() if on and (n not in ON_DEMAND or subscribers(n) > 0)]
