@@ -17,6 +17,7 @@ from offroad_seg_ros.node.launch_args import (
     flag,
     image_remappings,
     node_parameters,
+    node_topic,
     parameter_overrides,
     ros_arguments,
     transport_env,
@@ -126,3 +127,36 @@ def test_the_params_files_backend_runs_unless_given(start_node, tmp_path, given,
     node.wait_for_line("loading model")
     node.wait_for_line("segmenting")
     assert f"({runs}, device cpu" in node.output
+
+
+@pytest.mark.parametrize(("namespace", "name", "topic", "want"), [
+    ("", "segmentation_node", "mask", "/segmentation_node/mask"),
+    ("robot1", "segmentation_node", "mask", "/robot1/segmentation_node/mask"),
+    ("/robot1/", "seg", "front/cost", "/robot1/seg/front/cost"),
+    ("/a/b", "segmentation_node", "map", "/a/b/segmentation_node/map"),
+])
+def test_node_topic_follows_the_namespace(namespace, name, topic, want):
+    assert node_topic(namespace, name, topic) == want
+
+
+def test_evaluate_launch_records_the_mask_under_the_nodes_namespace():
+    """evaluate.launch.py names the recorded mask through node_topic (namespace and name), never a
+    fixed /segmentation_node/..., and plays the bag on the node's activation, not after a delay."""
+    source = (REPO / "launch" / "evaluate.launch.py").read_text()
+    calls = {getattr(n.func, "id", "") for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)}
+    assert {"node_topic", "OnStateTransition", "LifecycleNode"} <= calls
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
+    body = code.split('"""', 2)[2]  # past the module docstring
+    assert "/segmentation_node/" not in body and "period=8" not in body
+
+
+def test_docs_name_the_nodes_topics_with_their_namespace():
+    """Every absolute topic of the node in README and docs either is the default namespace's and
+    says so on that line or the next, or is written with a namespace."""
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if "/segmentation_node/" not in line or "<namespace>/segmentation_node/" in line:
+                continue
+            near = " ".join(lines[max(0, i - 2):i + 3]).lower()
+            assert "namespace" in near, f"{path.name}:{i + 1} names a node topic without its namespace: {line.strip()}"

@@ -94,3 +94,10 @@ def transport_env(environ: Mapping[str, str], share_dir: str, large_frames: bool
     if not large_frames or not fast_dds or any(v in environ for v in PROFILE_VARIABLES):
         return {}
     return {PROFILE_VARIABLES[0]: os.path.join(share_dir, LARGE_FRAMES_PROFILE)}
+
+
+def node_topic(namespace: str, name: str, topic: str) -> str:
+    """The absolute name of the node's private topic `~/<topic>` under `namespace` (how rcl
+    expands it), for the tools that must name it from outside: `ros2 bag record`, Nav2."""
+    parts = [p for p in (*namespace.split("/"), name, *topic.split("/")) if p]
+    return "/" + "/".join(parts)
