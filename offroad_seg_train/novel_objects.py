@@ -171,14 +171,11 @@ def _puddle(cv: Canvas, rng: np.random.Generator, x: float, y: float, s: float, 
     center = np.array([x, y - depth / 2])
     outline = center + np.stack([width / 2 * radii * np.cos(angles), depth / 2 * radii * np.sin(angles)], 1)
     cv.shade_poly(center + (outline - center) * 1.15, 0.75)  # wet sand: still ground
-    pts = np.round(outline).astype(np.int32)
-    h, w = cv.mask.shape
-    x0, y0 = np.clip(pts.min(0), 0, [w, h])
-    x1, y1 = np.clip(pts.max(0) + 1, 0, [w, h])
-    if x1 <= x0 or y1 <= y0:
+    region = cv.inside(outline)
+    if region is None:
         return
-    inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(inside, [pts - [x0, y0]], 1)
+    (x0, y0, x1, y1), inside = region
+    pts = np.round(outline).astype(np.int32)
     t = (np.arange(y0, y1, dtype=np.float32) - pts[:, 1].min()) / max(1, np.ptp(pts[:, 1]))
     t = 0.15 + 0.7 * np.clip(t, 0, 1) + 0.04 * np.sin(np.arange(y1 - y0) * 1.7 + rng.uniform(0, 6))
     top, hor = np.array(biome.sky_top, np.float32), np.array(biome.sky_horizon, np.float32)

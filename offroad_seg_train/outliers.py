@@ -48,7 +48,7 @@ def outlier_shape(rng: np.random.Generator, size: tuple[int, int] = (64, 64)) ->
     radii = rng.uniform(0.25, 0.5, n)
     pts = np.stack([w / 2 + radii * w * np.cos(angles), h / 2 + radii * h * np.sin(angles)], 1)
     alpha = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(alpha, [np.round(pts).astype(np.int32)], 255)
+    cv2.fillPoly(alpha, [np.round(pts).astype(np.int32)], (255,))
     patch = _colors(rng, 4)[_pattern(rng, kind, h, w)]
     return np.ascontiguousarray(patch), alpha
 

@@ -81,17 +81,26 @@ class Canvas:
         cv2.line(self.image, p, q, color, t)
         cv2.line(self.mask, p, q, raw, t)
 
+    def inside(self, pts: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+        """The polygon's bounding box clipped to the frame, (x0, y0, x1, y1), and the polygon's
+        pixels in it (uint8, 1 inside); None when it lies outside the frame."""
+        pts = np.round(pts).astype(np.int32)
+        h, w = self.mask.shape
+        x0, y0 = (int(v) for v in np.clip(pts.min(0), 0, [w, h]))
+        x1, y1 = (int(v) for v in np.clip(pts.max(0) + 1, 0, [w, h]))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(inside, [pts - np.array([x0, y0], np.int32)], (1,))
+        return (x0, y0, x1, y1), inside
+
     def shade_poly(self, pts: np.ndarray, factor: float) -> None:
         """Scale the image's colours inside a polygon, the mask untouched: a shadow or a wet
         patch darkens what lies there without changing its class."""
-        pts = np.round(pts).astype(np.int32)
-        h, w = self.mask.shape
-        x0, y0 = np.clip(pts.min(0), 0, [w, h])
-        x1, y1 = np.clip(pts.max(0) + 1, 0, [w, h])
-        if x1 <= x0 or y1 <= y0:
+        region = self.inside(pts)
+        if region is None:
             return
-        inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(inside, [pts - [x0, y0]], 1)
+        (x0, y0, x1, y1), inside = region
         roi = self.image[y0:y1, x0:x1]
         roi[inside > 0] = np.clip(roi[inside > 0] * np.float32(factor), 0, 255).astype(np.uint8)
 
