@@ -100,6 +100,16 @@ def diagnostics(swap: ModelSwap) -> tuple[int, str, dict[str, str]]:
     return level, message, dict(values)
 
 
+def held_loader(gate: threading.Event, made: list[Segmenter]) -> Callable[[str], Segmenter]:
+    """A loader held back until `gate` is set (the test decides when a load ends), keeping what it made."""
+    def held_load(path: str) -> Segmenter:
+        gate.wait(60)
+        made.append(load(path))
+        return made[-1]
+
+    return held_load
+
+
 def test_a_frame_during_the_load_runs_on_the_old_model_and_the_next_on_the_new(tiny_artifact, model_b):
     gate, started, made = threading.Event(), threading.Event(), []
 
@@ -244,11 +254,7 @@ def test_two_requests_in_a_row_the_last_wins(tiny_artifact, model_b, model_c):
 
 def test_asking_for_the_model_in_use_drops_a_load_in_progress(tiny_artifact, model_b):
     gate, made = threading.Event(), []
-
-    def held_load(path: str) -> Segmenter:
-        gate.wait(60)
-        made.append(load(path))
-        return made[-1]
+    held_load = held_loader(gate, made)
 
     rig = Rig(tiny_artifact, held_load)
     try:
@@ -265,11 +271,7 @@ def test_asking_for_the_model_in_use_drops_a_load_in_progress(tiny_artifact, mod
 
 def test_a_load_that_ends_after_the_node_let_go_is_dropped_silently(tiny_artifact, model_b):
     gate, made = threading.Event(), []
-
-    def held_load(path: str) -> Segmenter:
-        gate.wait(60)
-        made.append(load(path))
-        return made[-1]
+    held_load = held_loader(gate, made)
 
     rig = Rig(tiny_artifact, held_load)
     rig.swap.request(str(model_b))
