@@ -376,3 +376,25 @@ def test_bad_ground_and_map_parameters_are_named(changes, match):
     # the same values are not looked at while the outputs they belong to are off
     check_parameters({**defaults, "model": "models/desert", **{k: v for k, v in changes.items()
                                                               if not k.startswith("publish_")}})
+
+
+def test_frame_notes_throttle_each_kind_on_its_own():
+    """A degraded camera's warning must not hide a bad frame's (the node logs every kind from one
+    call site, so rclpy's per-call-site throttle would); each kind at most once a period."""
+    from types import SimpleNamespace as NS
+
+    from offroad_seg_ros.node.health import Health
+    from offroad_seg_ros.node.pipeline import FrameNotes
+
+    now = [100.0]
+    notes, health = FrameNotes(period=5.0, clock=lambda: now[0]), Health("/image")
+    degraded = NS(conditions=["frozen"])
+    health.last_degraded, health.last_bad = "frozen: the same image 2 times in a row", "unsupported encoding 'xyz9'"
+    assert notes.note(degraded, health, 0) == ("warning", f"camera degraded on /image: {health.last_degraded}")
+    assert notes.note(None, health, 0) == ("warning", "skipping bad frame on /image: unsupported encoding 'xyz9'")
+    assert notes.note(degraded, health, 0) is None and notes.note(None, health, 0) is None  # within 5 s
+    health.failed, health.last_failure = 1, "RuntimeError: boom"
+    assert notes.note(None, health, 0) == ("error", "inference failed: RuntimeError: boom")
+    assert notes.note(NS(conditions=[]), health, 1) is None  # a frame processed as it should be
+    now[0] += 5.0
+    assert notes.note(degraded, health, 0) is not None

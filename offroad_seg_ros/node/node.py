@@ -35,7 +35,7 @@ from offroad_seg_ros.node.ground_outputs import GroundOutputs
 from offroad_seg_ros.node.latest import LatestFrameWorker
 from offroad_seg_ros.node.model_swap import ModelSwap
 from offroad_seg_ros.node.params import PARAMETERS, NodeConfig, segmenter_options
-from offroad_seg_ros.node.pipeline import frame_note, process_batch
+from offroad_seg_ros.node.pipeline import FrameNotes, process_batch
 from offroad_seg_ros.node.ros_messages import GROUND_INPUTS, GROUND_OUTPUTS, diagnostics_msg, ground_msg, output_images
 from offroad_seg_ros.node.shutdown import MODEL_THREAD, Shutdown
 from offroad_seg_ros.node.tf_listener import TfListener
@@ -60,6 +60,7 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.segmenter: Segmenter | None = None
         self.swap: ModelSwap | None = None  # `model` set at run time (model_swap.py), while configured
         self.cameras: dict[str, Camera] = {}
+        self.notes = FrameNotes()
         self.ground_outputs: GroundOutputs | None = None  # fusion and ~/map, with the ground outputs
         self.tf: TfListener | None = None  # camera poses and odom -> base, when something uses TF
         self.configure_error: BaseException | None = None
@@ -245,9 +246,9 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         results = process_batch(self.segmenter, frames)
         for cam, result, failed_before in zip(cams, results, failures):
             health = cam.pipeline.health
-            note = frame_note(result, health, failed_before)
-            if note is not None:  # throttled: a broken camera must not flood the log
-                getattr(self.get_logger(), note[0])(note[1], throttle_duration_sec=5.0)
+            note = self.notes.note(result, health, failed_before)
+            if note is not None:  # each kind at most once every 5 s (pipeline.FrameNotes)
+                getattr(self.get_logger(), note[0])(note[1])
             if result is None:
                 continue
             h = result.header

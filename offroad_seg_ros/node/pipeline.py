@@ -130,16 +130,31 @@ def _all_unknown(seg: Segmentation) -> None:
         seg.known_mask = np.full_like(seg.known_mask, IGNORE_INDEX)
 
 
-def frame_note(result: FrameResult | None, health: Health, failed_before: int) -> tuple[str, str] | None:
-    """What the node logs about one frame's outcome, as (logger method, text): an inference
-    failure, a bad frame or a degraded camera; None for a frame processed as it should be."""
-    if result is None:
-        if health.failed > failed_before:
-            return "error", f"inference failed: {health.last_failure}"
-        return "warning", f"skipping bad frame on {health.topic}: {health.last_bad}"
-    if result.conditions:
-        return "warning", f"camera degraded on {health.topic}: {health.last_degraded}"
-    return None
+class FrameNotes:
+    """What the node logs about a frame's outcome, as (logger method, text): an inference failure,
+    a bad frame or a degraded camera; None for a frame processed as it should be, and for a kind
+    already logged within `period` s (a broken camera must not flood the log). Throttled here per
+    kind: rclpy's own throttle keys on the call site, and the node logs every kind from one, so a
+    degraded camera's warning would hide a bad frame's."""
+
+    def __init__(self, period: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period, self.clock = period, clock
+        self.last: dict[str, float] = {}
+
+    def note(self, result: FrameResult | None, health: Health, failed_before: int) -> tuple[str, str] | None:
+        if result is None and health.failed > failed_before:
+            kind, found = "failed", ("error", f"inference failed: {health.last_failure}")
+        elif result is None:
+            kind, found = "bad", ("warning", f"skipping bad frame on {health.topic}: {health.last_bad}")
+        elif result.conditions:
+            kind, found = "degraded", ("warning", f"camera degraded on {health.topic}: {health.last_degraded}")
+        else:
+            return None
+        now = self.clock()
+        if now - self.last.get(kind, -float("inf")) < self.period:
+            return None
+        self.last[kind] = now
+        return found
 
 
 def wanted_outputs(enabled: dict[str, bool], subscribers: Callable[[str], int]) -> list[str]:
