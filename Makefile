@@ -72,7 +72,7 @@ test-install: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -m install test
 
 # Refresh the locks on purpose: resolve the package's ranges again (setup.py with
-# locks/constraints.in; the robot's with locks/robot.in too; the ROS wheels' with
+# constraints.txt; the robot's with locks/robot.in too; the ROS wheels' with
 # locks/ros-jazzy.in), with uv, for Python 3.10 to 3.12 in one file each; then rebuild both
 # venvs from them and run the whole suite. Review the diff of locks/ before committing it.
 LOCKTOOLS := $(VENV)-lock
@@ -82,8 +82,8 @@ lock:
 	rm -rf $(LOCKTOOLS)
 	$(PYTHON) -m venv $(LOCKTOOLS)
 	$(LOCKTOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION) packaging
-	$(COMPILE) setup.py $(addprefix --extra ,$(subst $(comma), ,$(EXTRAS))) -c locks/constraints.in -o locks/main.txt.tmp
-	$(COMPILE) setup.py $(addprefix --extra ,$(subst $(comma), ,$(EXTRAS))) -c locks/constraints.in -c locks/robot.in \
+	$(COMPILE) setup.py $(addprefix --extra ,$(subst $(comma), ,$(EXTRAS))) -c constraints.txt -o locks/main.txt.tmp
+	$(COMPILE) setup.py $(addprefix --extra ,$(subst $(comma), ,$(EXTRAS))) -c constraints.txt -c locks/robot.in \
 		-o locks/robot.txt.tmp
 	$(COMPILE) locks/ros-jazzy.in -c locks/main.txt.tmp -o locks/ros-all.txt.tmp
 	$(LOCKTOOLS)/bin/python locks/lockfile.py subtract locks/ros-all.txt.tmp locks/main.txt.tmp > locks/ros-jazzy.txt.tmp
