@@ -1,10 +1,14 @@
-"""Scoring commands: `eval` (a model, or the node's recorded masks, against ground truth),
+"""Scoring commands: `eval` (a model, or the node's recorded masks, against ground truth; with
+`--compare`, two models on the same frames),
 `robustness` (a model under the corruption set) and `replay` (a bag played into a running node,
 its masks recorded for `eval`)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from offroad_seg_ros.cli import options
 from offroad_seg_ros.cli.progress import progress_bar
@@ -12,6 +16,11 @@ from offroad_seg_ros.cli.registry import Command
 from offroad_seg_ros.core.calibration import DEFAULT_MIN_CONFIDENCE
 from offroad_seg_ros.data.camera_checks import DEFAULT_DEGRADED_POLICY, DEGRADED_POLICIES
 from offroad_seg_ros.evaluation.corruptions import CORRUPTIONS, SEVERITIES
+
+if TYPE_CHECKING:
+    from offroad_seg_ros.evaluation.evaluate import Gallery
+
+    Scored = tuple[dict[str, Any], Gallery]
 
 REPORT_DIR = "report directory to create"
 REPLACE_REPORT = "replace an existing report directory"
@@ -23,6 +32,9 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     options.add_model(p, "model artifact directory to run")
     p.add_argument("--predictions", metavar="TOPIC",
                    help="score the node's recorded masks on TOPIC instead of running a model")
+    p.add_argument("--compare", metavar="MODEL", type=options.existing_path("model artifact"),
+                   help="score a second model artifact on the same frames and write a comparison report "
+                        "(--model is A, this is B; e.g. a model adapted to a new site against its parent)")
     options.add_out(p, REPORT_DIR)
     options.add_inference(p)
     options.add_limit(p, "score at most N frames")
@@ -41,21 +53,51 @@ def _eval(args: argparse.Namespace) -> int:
     from offroad_seg_ros.evaluation.evaluate import evaluate
     from offroad_seg_ros.evaluation.report import summary_table, write_report
 
+    if args.compare is not None:
+        if args.predictions is not None:
+            raise ValueError("--compare runs a second model; it cannot be used with --predictions "
+                             "(give --model A --compare B)")
+        if args.model is None:
+            raise ValueError("--compare needs --model: give --model A --compare B")
     out = options.out_dir(args)
     classes = ClassTable.from_yaml(args.classes) if args.classes else None
-    metrics, gallery = evaluate(
-        args.source, model=args.model, predictions_topic=args.predictions, device=args.device,
-        precision=args.precision, backend=args.backend, threads=args.threads, limit=args.limit,
-        image_topic=args.image_topic,
-        gt_topic=args.gt_topic, name_topic=args.name_topic, classes=classes,
-        ignore_unknown=args.ignore_unknown, progress=not args.quiet, min_confidence=args.min_confidence,
-    )
+
+    def run(model: str | None) -> Scored:
+        return evaluate(
+            args.source, model=model, predictions_topic=args.predictions, device=args.device,
+            precision=args.precision, backend=args.backend, threads=args.threads, limit=args.limit,
+            image_topic=args.image_topic,
+            gt_topic=args.gt_topic, name_topic=args.name_topic, classes=classes,
+            ignore_unknown=args.ignore_unknown, progress=not args.quiet, min_confidence=args.min_confidence,
+        )
+
+    if args.compare is not None:
+        return _eval_compare(args, out, run)
+    metrics, gallery = run(args.model)
     write_report(out, metrics, gallery, force=args.force)
     table = ClassTable.from_dict(metrics["classes"])
     print(summary_table(metrics, table))
-    run = metrics["run"]
-    print(f"\n{run['frames_scored']} frames scored, unmatched {run['unmatched'] or 0}, skipped {run['skipped']}; "
-          f"{run['fps']:.1f} frames/s; report: {out}/report.md")
+    run_info = metrics["run"]
+    print(f"\n{run_info['frames_scored']} frames scored, unmatched {run_info['unmatched'] or 0}, "
+          f"skipped {run_info['skipped']}; {run_info['fps']:.1f} frames/s; report: {out}/report.md")
+    return 0
+
+
+def _eval_compare(args: argparse.Namespace, out: Path,
+                  run: Callable[[str | None], Scored]) -> int:
+    """`eval --model A --compare B`: both scored on the same frames (the same source, limit and
+    topics), one report comparing them."""
+    from offroad_seg_ros.evaluation.compare import compare, compare_markdown, write_comparison
+
+    metrics_a, gallery_a = run(args.model)
+    metrics_b, gallery_b = run(args.compare)
+    name_a, name_b = Path(args.model).name, Path(args.compare).name
+    if name_a == name_b:  # e.g. runs/a/model and runs/b/model
+        name_a, name_b = str(args.model), str(args.compare)
+    cmp = compare(metrics_a, metrics_b, name_a, name_b)
+    write_comparison(out, cmp, metrics_a, metrics_b, gallery_a, gallery_b, force=args.force)
+    print(compare_markdown(cmp).split("\n## Per class")[0])
+    print(f"comparison report: {out}/compare.md (each model's own: {out}/a/report.md, {out}/b/report.md)")
     return 0
 
 
@@ -131,7 +173,7 @@ def split_topic(node: str) -> str:
     return node if node.startswith("/") else "/" + node
 
 
-EVAL = Command("eval", "score a model (or a replay bag) and write a report", rank=80,
+EVAL = Command("eval", "score a model (or a replay bag, or two models side by side) and write a report", rank=80,
                add_arguments=_eval_arguments, run=_eval)
 ROBUSTNESS = Command("robustness", "score a model under the corruption set (dust, glare, blur, dark, ...), "
                      "with the camera checks and what the node would publish as known", rank=90,
