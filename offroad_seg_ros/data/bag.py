@@ -269,3 +269,55 @@ def bag_topics(bag: str | Path) -> dict[str, tuple[str, int]]:
         return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
     finally:
         reader.close()
+
+
+def read_odometry(bag: str | Path, topic: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(stamps int64 ns from the headers, x, y, yaw float64) of every nav_msgs/Odometry on `topic`: the
+    base's planar pose in the odometry frame, sorted by stamp. A stamp seen before is dropped (the first
+    message kept), so the arrays make a ground.footprints.Trajectory."""
+    odometry = "nav_msgs/msg/Odometry"
+    reader = open_bag(bag)
+    try:
+        available = {c.topic: c.msgtype for c in reader.connections}
+        if topic not in available:
+            listed = ", ".join(f"{t} ({m})" for t, m in sorted(available.items()))
+            raise BagError(f"bag {bag} has no topic {topic}; it has: {listed}")
+        if available[topic] != odometry:
+            raise BagError(f"bag {bag}: topic {topic} is {available[topic]}, not {odometry}")
+        rows: list[tuple[int, float, float, float, float, float, float]] = []
+        try:
+            for _conn, _t, raw in reader.messages(connections=[c for c in reader.connections if c.topic == topic]):
+                msg: Any = TYPESTORE.deserialize_cdr(raw, odometry)  # rosbags' generated class: untyped fields
+                p, q = msg.pose.pose.position, msg.pose.pose.orientation
+                rows.append((to_ns(msg.header.stamp), p.x, p.y, q.x, q.y, q.z, q.w))
+        except Exception as exc:  # noqa: BLE001 - truncated files and malformed messages surface mid-iteration
+            raise BagError(f"cannot read {topic} from bag {bag}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        reader.close()
+    stamps = np.array([r[0] for r in rows], np.int64)
+    values = np.array([r[1:] for r in rows], np.float64).reshape(-1, 6)
+    order = np.argsort(stamps, kind="stable")
+    stamps, values = stamps[order], values[order]
+    first = np.diff(stamps, prepend=stamps[:1] - 1) > 0  # empty stays empty
+    stamps, values = stamps[first], values[first]
+    x, y, qx, qy, qz, qw = values.T
+    yaw = np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))  # as local_map.yaw_from_quaternion
+    return stamps, x.copy(), y.copy(), yaw
+
+
+def first_message(bag: str | Path, topic: str, msgtype: str) -> Any:
+    """The first message on `topic` (e.g. a sensor_msgs/msg/CameraInfo), deserialized; a BagError naming
+    the topic when the bag lacks it, holds another type there or has no message on it."""
+    reader = open_bag(bag)
+    try:
+        available = {c.topic: c.msgtype for c in reader.connections}
+        if topic not in available:
+            listed = ", ".join(f"{t} ({m})" for t, m in sorted(available.items()))
+            raise BagError(f"bag {bag} has no topic {topic}; it has: {listed}")
+        if available[topic] != msgtype:
+            raise BagError(f"bag {bag}: topic {topic} is {available[topic]}, not {msgtype}")
+        for _conn, _t, raw in reader.messages(connections=[c for c in reader.connections if c.topic == topic]):
+            return TYPESTORE.deserialize_cdr(raw, msgtype)
+    finally:
+        reader.close()
+    raise BagError(f"bag {bag} has no message on {topic}")
