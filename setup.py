@@ -61,6 +61,7 @@ setup(
             "train = offroad_seg_train.commands:TRAIN",
             "export = offroad_seg_train.commands:EXPORT",
             "demo = offroad_seg_train.commands:DEMO",
+            "adapt = offroad_seg_train.commands:ADAPT",
         ],
     },
 )

@@ -145,3 +145,57 @@ EXPORT = Command("export", "Lightning checkpoint -> model artifact directory", r
                  add_arguments=_export_arguments, run=_export)
 DEMO = Command("demo", "synth -> train -> export -> bag -> eval on generated data", rank=120,
                add_arguments=_demo_arguments, run=_demo)
+
+
+def _adapt_arguments(p: argparse.ArgumentParser) -> None:
+    from offroad_seg_train.adapt import AdaptSettings
+    from offroad_seg_train.gate import GateSettings
+
+    d, g = AdaptSettings(), GateSettings()
+    p.add_argument("model", type=options.existing_path("model artifact"), help="model artifact to adapt")
+    p.add_argument("target", type=options.existing_path("bag or image folder"),
+                   help="the new place's unlabelled frames: a rosbag2 (name its camera with --image-topic) "
+                        "or a folder of images")
+    options.add_out(p, "adapted artifact directory to create (written only if it passes the gate)")
+    p.add_argument("--source", required=True, type=options.existing_path("dataset folder"),
+                   help="the labelled dataset the model was trained on: its train split is replayed, its val "
+                        f"split gates the result (at least {g.min_source_frames} frames, else a bootstrap bound)")
+    p.add_argument("--image-topic", help="the bag's camera topic (sensor_msgs/Image or CompressedImage)")
+    p.add_argument("--steps", type=int, help=f"self-training steps (default {d.steps})")
+    p.add_argument("--max-frames", dest="max_frames", type=int,
+                   help=f"frames of the new place used, spread over the recording (default {d.max_frames})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default {d.lr})")
+    p.add_argument("--tolerance", type=float,
+                   help=f"largest source val mIoU drop the gate allows (default {g.tolerance})")
+    footprints = p.add_argument_group("footprints (a bag with odometry: driven-over ground is not an obstacle)")
+    footprints.add_argument("--odom-topic", help="nav_msgs/Odometry topic of the bag")
+    footprints.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic of the bag")
+    footprints.add_argument("--camera-pose", type=float, nargs=6, metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
+                            help="the camera in the robot's base frame, as the node's camera_pose parameter")
+    options.add_seed(p)
+    options.add_force(p, "replace an existing artifact directory")
+    options.add_quiet(p)
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from offroad_seg_train.adapt import GateRefused, adapt, settings_from
+    from offroad_seg_train.footprint_labels import bag_footprints
+
+    fp = None
+    if args.odom_topic or args.camera_info_topic or args.camera_pose:
+        fp = bag_footprints(args.target, args.odom_topic, args.camera_info_topic, args.camera_pose)
+    with stages(args.quiet) as report:
+        try:
+            result = adapt(args.model, args.target, args.out, args.source, settings_from(args), args.image_topic,
+                           footprints=fp, force=args.force, quiet=args.quiet, stage=report.stage)
+        except GateRefused as refused:
+            print(str(refused))
+            return 3
+    print(result.gate.table())
+    print(f"adapted artifact written to {result.out} (parent {result.provenance['parent']})")
+    print(f"compare them: offroad-seg eval LABELLED_FRAMES --model {args.model} --compare {result.out} --out REPORT")
+    return 0
+
+
+ADAPT = Command("adapt", "adapt a model to a new place from its unlabelled frames (bag or folder), gated", rank=45,
+                add_arguments=_adapt_arguments, run=_adapt)
