@@ -184,3 +184,19 @@ def test_matched_preprocess_undoes_a_per_channel_shift(synth_root, table):
     diff = (original - recovered)[0].permute(1, 2, 0)[: keep.shape[0], : keep.shape[1]][keep].abs()
     assert float(diff.mean()) < 0.05
     assert pre.mean == Preprocess().mean and matched.scale == pre.scale  # a new Preprocess; the parent's kept
+
+
+def test_the_command_says_why_it_refused_and_writes_nothing(world, tmp_path, capsys):
+    from offroad_seg_ros.cli.app import main
+
+    out = tmp_path / "adapted"
+    code = main(["adapt", str(world["parent"]), str(world["target"]), "--out", str(out), "--source",
+                 str(world["source"]), "--steps", "3", "--max-frames", "4", "--lr", "0.5", "--quiet"])
+    printed = capsys.readouterr()
+    assert code == 3 and not out.exists(), printed.err
+    printed = printed.out
+    assert "nothing was written" in printed and "source mIoU drop" in printed and "FAIL" in printed
+    # A bag's camera must be named.
+    assert main(["adapt", str(world["parent"]), str(world["target"]), "--out", str(out), "--source",
+                 str(world["source"]), "--odom-topic", "/odom", "--quiet"]) == 2
+    assert "--camera-info-topic" in capsys.readouterr().err

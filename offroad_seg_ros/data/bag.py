@@ -271,6 +271,18 @@ def bag_topics(bag: str | Path) -> dict[str, tuple[str, int]]:
         reader.close()
 
 
+def _typed_topic(reader: Reader, bag: str | Path, topic: str, msgtype: str) -> list:
+    """The reader's connections on `topic`; a BagError naming the topic when the bag lacks it (listing
+    what it has) or holds another message type there."""
+    available = {c.topic: c.msgtype for c in reader.connections}
+    if topic not in available:
+        listed = ", ".join(f"{t} ({m})" for t, m in sorted(available.items()))
+        raise BagError(f"bag {bag} has no topic {topic}; it has: {listed}")
+    if available[topic] != msgtype:
+        raise BagError(f"bag {bag}: topic {topic} is {available[topic]}, not {msgtype}")
+    return [c for c in reader.connections if c.topic == topic]
+
+
 def read_odometry(bag: str | Path, topic: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(stamps int64 ns from the headers, x, y, yaw float64) of every nav_msgs/Odometry on `topic`: the
     base's planar pose in the odometry frame, sorted by stamp. A stamp seen before is dropped (the first
@@ -278,15 +290,10 @@ def read_odometry(bag: str | Path, topic: str) -> tuple[np.ndarray, np.ndarray, 
     odometry = "nav_msgs/msg/Odometry"
     reader = open_bag(bag)
     try:
-        available = {c.topic: c.msgtype for c in reader.connections}
-        if topic not in available:
-            listed = ", ".join(f"{t} ({m})" for t, m in sorted(available.items()))
-            raise BagError(f"bag {bag} has no topic {topic}; it has: {listed}")
-        if available[topic] != odometry:
-            raise BagError(f"bag {bag}: topic {topic} is {available[topic]}, not {odometry}")
+        connections = _typed_topic(reader, bag, topic, odometry)
         rows: list[tuple[int, float, float, float, float, float, float]] = []
         try:
-            for _conn, _t, raw in reader.messages(connections=[c for c in reader.connections if c.topic == topic]):
+            for _conn, _t, raw in reader.messages(connections=connections):
                 msg: Any = TYPESTORE.deserialize_cdr(raw, odometry)  # rosbags' generated class: untyped fields
                 p, q = msg.pose.pose.position, msg.pose.pose.orientation
                 rows.append((to_ns(msg.header.stamp), p.x, p.y, q.x, q.y, q.z, q.w))
@@ -310,13 +317,7 @@ def first_message(bag: str | Path, topic: str, msgtype: str) -> Any:
     the topic when the bag lacks it, holds another type there or has no message on it."""
     reader = open_bag(bag)
     try:
-        available = {c.topic: c.msgtype for c in reader.connections}
-        if topic not in available:
-            listed = ", ".join(f"{t} ({m})" for t, m in sorted(available.items()))
-            raise BagError(f"bag {bag} has no topic {topic}; it has: {listed}")
-        if available[topic] != msgtype:
-            raise BagError(f"bag {bag}: topic {topic} is {available[topic]}, not {msgtype}")
-        for _conn, _t, raw in reader.messages(connections=[c for c in reader.connections if c.topic == topic]):
+        for _conn, _t, raw in reader.messages(connections=_typed_topic(reader, bag, topic, msgtype)):
             return TYPESTORE.deserialize_cdr(raw, msgtype)
     finally:
         reader.close()
