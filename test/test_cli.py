@@ -19,7 +19,7 @@ from astutil import docstrings
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_PACKAGE = "offroad_seg_train"
 RUNTIME_COMMANDS = {"check", "calibrate", "quantize", "bag", "eval", "robustness", "replay", "project"}
-TRAINING_COMMANDS = {"synth", "train", "export", "demo"}
+TRAINING_COMMANDS = {"synth", "train", "export", "adapt", "demo"}
 REINSTALL = ("the training commands are entry points (setup.py, group offroad_seg.commands): re-run "
              "`pip install --no-deps --no-build-isolation -e .`, and remove or regenerate (`python setup.py egg_info`) "
              "a stale offroad_seg_ros.egg-info in the repository root, which shadows the installed metadata")
@@ -171,6 +171,7 @@ DEPRECATION = "offroad-seg {}: the output as a positional argument is deprecated
 OUTPUT_COMMANDS = {
     "synth": [], "bag": ["{split}"], "export": ["{ckpt}"], "eval": ["{split}", "--predictions", "/mask"],
     "robustness": ["{split}", "--model", "{dir}"], "replay": ["{dir}"], "project": ["{split}"], "demo": [],
+    "adapt": ["{dir}", "{split}", "--source", "{dir}"],
 }
 DEPRECATED_POSITIONAL = {"synth", "bag", "export"}  # took their output as a positional argument once
 
