@@ -15,6 +15,7 @@ tuning biomes (docs/adaptation.md); the held-out biomes are reported, never tune
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -36,8 +37,9 @@ def scores(model: Path, split: Path) -> dict[str, float]:
 def study(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="adapt-study-"))
     source_val_before = scores(args.model, args.source_val)
-    out: dict = {"model": str(args.model), "threads": torch.get_num_threads(), "settings": vars(AdaptSettings()),
-                 "source_val_before": source_val_before, "biomes": {}}
+    out: dict = {"model": str(args.model), "threads": torch.get_num_threads(),
+                 "settings": dataclasses.asdict(AdaptSettings()), "source_val_before": source_val_before,
+                 "biomes": {}}
     for name in args.names:
         biome = args.biomes / name
         row: dict = {"before": scores(args.model, biome / "test")}
