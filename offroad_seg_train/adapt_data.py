@@ -87,14 +87,14 @@ def read_target(source: str | Path, pre: Preprocess, image_topic: str | None = N
         stamps = [f.stamp for f in frames]
         for f in frames:
             assert f.image is not None
-            full = full or f.image.shape[:2]
+            full = full or (f.image.shape[0], f.image.shape[1])
             digest.update(np.ascontiguousarray(f.image).tobytes())
             images.append(_scaled(f.image, pre))
             names.append(str(f.stamp))
     elif source.is_dir():
         for path in _spread(_folder_images(source), limit):
             image = read_image(path)
-            full = full or image.shape[:2]
+            full = full or (image.shape[0], image.shape[1])
             digest.update(image.tobytes())
             images.append(_scaled(image, pre))
             names.append(path.name)
@@ -145,7 +145,7 @@ class AdaptCrops(Dataset):
         c = self.crop
         pad_h, pad_w = max(0, c - h), max(0, c - w)
         if pad_h or pad_w:
-            arrays = tuple(cv2.copyMakeBorder(a, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=f)
+            arrays = tuple(cv2.copyMakeBorder(a, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(f, f, f))
                            for a, f in zip(arrays, fill))
             h, w = arrays[0].shape[:2]
         y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))

@@ -171,7 +171,7 @@ def _fill_quads(mask: np.ndarray, uv: np.ndarray) -> None:
     keep = near.all(1) & seen  # NaN compares False
     fixed = np.round(quads[keep] * (1 << SHIFT)).astype(np.int32)
     for quad in fixed:
-        cv2.fillConvexPoly(mask, quad, 1, lineType=cv2.LINE_8, shift=SHIFT)
+        cv2.fillConvexPoly(mask, quad, (1,), lineType=cv2.LINE_8, shift=SHIFT)
 
 
 def footprint_mask(camera: CameraModel, pose: CameraPose, trajectory: Trajectory, stamp: int,
