@@ -40,7 +40,7 @@ from .adapt_data import (
     read_target,
 )
 from .gate import GateResult, GateSettings, run_gate
-from .scoring import score
+from .scoring import Scored, score
 from .self_training import AUX_FOOTPRINT, AUX_LABELS, AUX_NONE, SelfTraining, class_thresholds
 
 LETHAL_COST = 254  # Nav2's LETHAL_OBSTACLE: the classes footprints argue against
@@ -150,12 +150,11 @@ def oracle(model_dir: str | Path, labelled: str | Path, out: str | Path, source:
     return out
 
 
-def _footprint_shares(model: torch.nn.Module, art_pre: Any, n: int, target: TargetFrames,
-                      footprints: list[np.ndarray] | None, lethal: list[int], temperature: float) -> float | None:
+def _footprint_shares(scored: Scored, footprints: list[np.ndarray] | None, lethal: list[int]) -> float | None:
+    """The share of driven-over pixels `scored`'s class maps (keep_preds) call a lethal class."""
     if footprints is None or not any(f.any() for f in footprints):
         return None
-    s = score(model, art_pre, n, target.images, temperature=temperature, keep_preds=True)
-    called = sum(int(np.isin(p[f], lethal).sum()) for p, f in zip(s.preds, footprints))
+    called = sum(int(np.isin(p[f], lethal).sum()) for p, f in zip(scored.preds, footprints))
     return called / max(1, sum(int(f.sum()) for f in footprints))
 
 
@@ -188,8 +187,8 @@ def adapt(model_dir: str | Path, target_source: str | Path, out: str | Path, sou
 
     stage("scoring the parent on the source val split and the new frames")
     src_before = score(model, art.preprocess, n, val_images, val_masks, temperature)
-    tgt_before = score(model, art.preprocess, n, target.images, temperature=temperature)
-    fp_before = _footprint_shares(model, art.preprocess, n, target, fp, lethal, temperature)
+    tgt_before = score(model, art.preprocess, n, target.images, temperature=temperature, keep_preds=fp is not None)
+    fp_before = _footprint_shares(tgt_before, fp, lethal)
 
     work = out.with_name(f".{out.name}.adapt-{target.digest[:12]}")
     stage(f"self-training for {settings.steps} steps (checkpoints in {work})")
@@ -202,7 +201,7 @@ def adapt(model_dir: str | Path, target_source: str | Path, out: str | Path, sou
     src_after = score(adapted, pre, n, val_images, val_masks, temperature)
     tgt_after = score(adapted, pre, n, target.images, temperature=temperature, keep_preds=True)
     stu = score(student, pre, n, target.images, temperature=temperature, keep_preds=True)
-    fp_after = _footprint_shares(adapted, pre, n, target, fp, lethal, temperature)
+    fp_after = _footprint_shares(tgt_after, fp, lethal)
     gate = run_gate(src_before, src_after, tgt_before, tgt_after, stu, names, settings.gate,
                     None if fp_before is None or fp_after is None else (fp_before, fp_after))
     if enforce_gate and not gate.passed:

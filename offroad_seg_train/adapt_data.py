@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from offroad_seg_ros.core.classes import IGNORE_INDEX, ClassTable
 from offroad_seg_ros.core.preprocess import Preprocess
@@ -156,8 +156,7 @@ class AdaptCrops(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         # One generator per item from (seed, index): the same crops in any worker layout.
         rng = np.random.default_rng([self.seed, i])
-        info = get_worker_info()
-        self.strong.set_random_seed(int(rng.integers(2**31)) if info is None else int(rng.integers(2**31)))
+        self.strong.set_random_seed(int(rng.integers(2**31)))
         t = int(rng.integers(len(self.target)))
         aux = self.aux[t] if self.aux is not None else np.full(self.target[t].shape[:2], IGNORE_INDEX, np.uint8)
         weak, aux_crop = self._crop(rng, self.target[t], aux.astype(np.uint8), fill=(0, IGNORE_INDEX))
