@@ -38,7 +38,9 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, for
                       progress: Callable[[int, int], None] | None = None) -> Path:
     """Write the artifact, once and atomically; with `temperature_data` (a dataset
     root or split folder), the confidence's temperature is first fitted on its val
-    split, on the network in memory, and recorded with it. `stage(what)` is told each
+    split, on the network in memory, and recorded with it, and the novelty score's
+    statistics are then fitted on its train split (tools/novelty.py; model.onnx,
+    if asked for, is written with the score). `stage(what)` is told each
     step as it begins, `progress(done, total)` each frame the temperature is fitted on."""
     stage = stage or (lambda _: None)
     stage(f"reading the checkpoint {ckpt}")
@@ -48,7 +50,12 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, for
 
         art.calibration = fit_model_temperature(art, model, temperature_data, stage=stage, progress=progress)
     stage(f"writing {out}" + (" with model.onnx, checked against PyTorch" if onnx else ""))
-    return save_artifact(out, art, model, onnx=onnx, force=force)
+    path = save_artifact(out, art, model, onnx=onnx and temperature_data is None, force=force)
+    if temperature_data is not None:
+        from offroad_seg_ros.tools.novelty import fit_novelty
+
+        fit_novelty(path, temperature_data, onnx=onnx, stage=stage)
+    return path
 
 
 def checkpoint_artifact(ckpt: str | Path, name: str) -> tuple[Artifact, torch.nn.Module]:

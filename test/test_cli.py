@@ -18,7 +18,7 @@ from astutil import docstrings
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_PACKAGE = "offroad_seg_train"
-RUNTIME_COMMANDS = {"check", "calibrate", "quantize", "bag", "eval", "robustness", "replay", "project"}
+RUNTIME_COMMANDS = {"check", "calibrate", "novelty", "quantize", "bag", "eval", "robustness", "replay", "project"}
 TRAINING_COMMANDS = {"synth", "train", "export", "adapt", "demo"}
 REINSTALL = ("the training commands are entry points (setup.py, group offroad_seg.commands): re-run "
              "`pip install --no-deps --no-build-isolation -e .`, and remove or regenerate (`python setup.py egg_info`) "
@@ -280,6 +280,8 @@ MISSING_INPUT = [
     ["project", "{split}", "--camera", "{missing}", "--out", "{out}"],
     ["calibrate", "{missing}", "{split}"],
     ["calibrate", "{dir}", "{missing}"],
+    ["novelty", "{missing}", "{split}"],
+    ["novelty", "{dir}", "{missing}"],
     ["quantize", "{missing}", "{split}"],
     ["quantize", "{dir}", "{missing}"],
     ["export", "{missing}", "--out", "{out}"],

@@ -1,5 +1,6 @@
 """Commands that change a model artifact after export: `calibrate` (the confidence's
-temperature) and `quantize` (an int8 model for CPU robots)."""
+temperature), `novelty` (the novelty score's statistics and thresholds) and `quantize`
+(an int8 model for CPU robots)."""
 
 from __future__ import annotations
 
@@ -64,8 +65,37 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _novelty_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", type=options.existing_path("model artifact"), help="model artifact directory")
+    p.add_argument("data", type=options.existing_path("dataset folder"),
+                   help="the dataset the model was trained on (its fit split and its threshold split)")
+    p.add_argument("--fit-split", default="train", help="labelled split the feature density is fitted on")
+    p.add_argument("--fit-frames", type=int, default=64, help="its frames, spread over it (default 64)")
+    options.add_fit_split(p, "ordinary frames the thresholds are quantiles of (default val)",
+                          "their count (default 32)")
+    p.add_argument("--rank", type=int, default=0,
+                   help="principal directions of the shared covariance beyond its diagonal (default 0)")
+    options.add_quiet(p)
+
+
+def _novelty(args: argparse.Namespace) -> int:
+    from offroad_seg_ros.tools.novelty import fit_novelty
+
+    with stages(args.quiet) as report:
+        record = fit_novelty(args.artifact, args.data, fit_split=args.fit_split, split=args.split,
+                             fit_frames=args.fit_frames, frames=args.frames, rank=args.rank, stage=report.stage)
+    q = dict(zip(record["pixel_quantiles"]["levels"], record["pixel_quantiles"]["values"]))
+    f = dict(zip(record["frame_quantiles"]["levels"], record["frame_quantiles"]["values"]))
+    print(f"novelty statistics stored in {args.artifact} ({record['fitted_on']['frames']} {args.fit_split} frames); "
+          f"{args.split} pixels' score: median {q[0.5]:.2f}, 0.99 quantile {q[0.99]:.2f}; frames' shift score "
+          f"up to {f[1.0]:.2f}; use them with the node's novel_threshold / shift_threshold")
+    return 0
+
+
 CALIBRATE = Command("calibrate", "fit an artifact's confidence temperature on a validation split", rank=50,
                     add_arguments=_calibrate_arguments, run=_calibrate)
 QUANTIZE = Command("quantize", "calibrate an int8 model (OpenVINO + NNCF) beside an artifact's model.onnx", rank=60,
                    add_arguments=_quantize_arguments, run=_quantize)
-COMMANDS = (CALIBRATE, QUANTIZE)
+NOVELTY = Command("novelty", "fit an artifact's novelty score (unknown objects, new places) on its training data",
+                  rank=55, add_arguments=_novelty_arguments, run=_novelty)
+COMMANDS = (CALIBRATE, NOVELTY, QUANTIZE)

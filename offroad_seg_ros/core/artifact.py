@@ -32,6 +32,7 @@ MODEL_JSON = "model.json"
 WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
 INT8_XML = "model_int8.xml"  # OpenVINO's int8 model (+ .bin), written by tools/quantize.py
+NOVELTY = "novelty.safetensors"  # the novelty score's statistics, written by tools/novelty.py
 
 # model.json's top-level keys that Artifact models; any other is kept, as read, in Artifact.extra.
 MODELLED_KEYS = frozenset({"format_version", "name", "architecture", "encoder", "model_kwargs", "num_classes",
@@ -98,6 +99,15 @@ class Artifact:
     @property
     def onnx_path(self) -> Path | None:
         return self.path / ONNX if self.path and (self.path / ONNX).is_file() else None
+
+    @property
+    def novelty(self) -> dict[str, Any] | None:
+        """model.json's `novelty` section (the score's method and its thresholds, tools/novelty.py)
+        when the artifact stores the statistics it needs; None otherwise."""
+        record = self.extra.get("novelty")
+        if not isinstance(record, dict) or self.path is None or not (self.path / NOVELTY).is_file():
+            return None
+        return record
 
     @property
     def parent(self) -> str | None:
@@ -167,6 +177,36 @@ def update_artifact(path: str | Path, files: Mapping[str, str] | None = None, **
     art = _parse(meta, path)
     write_atomic(path / MODEL_JSON, _dumps(meta))
     return art
+
+
+def save_novelty(path: str | Path, tensors: Mapping[str, torch.Tensor], record: dict[str, Any]) -> Artifact:
+    """Store the novelty score's statistics (novelty.safetensors, through a temporary name) and
+    its record (model.json's `novelty` section)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    _read_metadata(path)  # an artifact, before anything is written into it
+    tmp = path / f".{NOVELTY}.tmp"
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        tmp.replace(path / NOVELTY)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return update_artifact(path, files={"novelty": NOVELTY}, novelty=record)
+
+
+def load_novelty(artifact: Artifact) -> dict[str, torch.Tensor] | None:
+    """The novelty statistics of an artifact that has them (see `Artifact.novelty`), else None."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if artifact.novelty is None:
+        return None
+    assert artifact.path is not None
+    try:
+        return load_file(str(artifact.path / NOVELTY))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{artifact.path / NOVELTY} is not a readable safetensors file: {exc}") from exc
 
 
 def _dumps(meta: dict[str, Any]) -> str:

@@ -151,6 +151,17 @@ class ClassTable:
     def raw_ids(self) -> list[int]:
         return [c.raw_id for c in self.classes]
 
+    @property
+    def novel_index(self) -> int:
+        """The index a class mask that marks novel pixels gives them (one past the classes;
+        the Segmenter's known_mask, what the ground outputs project)."""
+        return len(self.classes)
+
+    @property
+    def sky_index(self) -> int | None:
+        """The first class of group sky, None without one."""
+        return next((i for i, c in enumerate(self.classes) if c.group == "sky"), None)
+
     def index_of(self, name: str) -> int:
         for i, c in enumerate(self.classes):
             if c.name.lower() == name.lower():

@@ -2,7 +2,9 @@
 
 A backend loads the artifact's network for one runtime and turns a batch of
 network inputs (the Preprocess's output) into a class map and, if asked, a
-confidence map, both uint8 at the network's (padded) resolution. Everything
+confidence map, both uint8 at the network's (padded) resolution, and the
+novelty score (float) where the artifact stores its statistics
+(inference/novelty_net.py: computed in the network's graph). Everything
 around that (preprocessing, cropping, output lookups, threads for the host
 side) is the Segmenter's policy and the same for every runtime. A new runtime
 is one module with a class that satisfies `Backend`, added to `BACKENDS`.
@@ -26,6 +28,10 @@ BACKENDS = {
 }
 
 
+# (uint8 class map (B, Hp, Wp), uint8 confidence or None, float novelty score or None)
+Outputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
 class Backend(Protocol):
     artifact: Artifact
     device: torch.device  # where the Segmenter prepares the input and runs the lookups
@@ -37,8 +43,9 @@ class Backend(Protocol):
         """Load `model` (an artifact folder); refuse, with a ValueError naming it,
         any option the runtime can't honour."""
 
-    def run(self, x: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Network input (B, 3, Hp, Wp) -> uint8 class map (B, Hp, Wp) and confidence or None."""
+    def run(self, x: torch.Tensor, want_conf: bool) -> Outputs:
+        """Network input (B, 3, Hp, Wp) -> uint8 class map (B, Hp, Wp), confidence or None,
+        novelty score or None (an artifact without novelty statistics)."""
         ...
 
 

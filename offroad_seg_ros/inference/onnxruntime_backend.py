@@ -8,7 +8,7 @@ import torch
 
 from offroad_seg_ros.core.artifact import ArtifactError, read_artifact
 from offroad_seg_ros.core.preprocess import labels_from_logits
-from offroad_seg_ros.inference.backend import cpu_only, onnx_file
+from offroad_seg_ros.inference.backend import Outputs, cpu_only, onnx_file
 
 
 class OnnxRuntimeBackend:
@@ -37,6 +37,7 @@ class OnnxRuntimeBackend:
         self.session = ort.InferenceSession(str(onnx_file(self.artifact, "onnxruntime")), opts,
                                             providers=["CPUExecutionProvider"])
 
-    def run(self, x: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.session.run(None, {"input": x.float().contiguous().numpy()})[0]
-        return labels_from_logits(torch.from_numpy(logits), want_conf, self.artifact.temperature)
+    def run(self, x: torch.Tensor, want_conf: bool) -> Outputs:
+        out = self.session.run(None, {"input": x.float().contiguous().numpy()})
+        novelty = torch.from_numpy(out[1]) if len(out) > 1 else None  # the `novelty` output, if exported
+        return (*labels_from_logits(torch.from_numpy(out[0]), want_conf, self.artifact.temperature), novelty)

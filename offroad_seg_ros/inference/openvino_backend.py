@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from offroad_seg_ros.core.artifact import INT8_XML, ArtifactError, read_artifact
-from offroad_seg_ros.inference.backend import cpu_only, onnx_file
+from offroad_seg_ros.inference.backend import Outputs, cpu_only, onnx_file
 
 OV_PRECISIONS = ("fp32", "bf16", "auto", "int8")
 
@@ -86,8 +86,9 @@ class OpenVinoBackend:
         self._compiled: dict[tuple[int, ...], Any] = {}
         self.source = source
 
-    def run(self, x: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Argmax and confidence are computed inside the OpenVINO graph."""
+    def run(self, x: torch.Tensor, want_conf: bool) -> Outputs:
+        """Argmax and confidence are computed inside the OpenVINO graph (and the novelty score,
+        when the ONNX network has that output)."""
         shape = tuple(x.shape)
         compiled = self._compiled.get(shape)
         if compiled is None:
@@ -96,12 +97,14 @@ class OpenVinoBackend:
             compiled = self._compiled[shape] = self.core.compile_model(model, "CPU", self.config)
         out = compiled(x.float().contiguous().numpy())
         labels = torch.from_numpy(out[compiled.output(0)])
-        return labels, torch.from_numpy(out[compiled.output(1)]) if want_conf else None
+        novelty = torch.from_numpy(out[compiled.output(2)]) if len(compiled.outputs) > 2 else None
+        return labels, torch.from_numpy(out[compiled.output(1)]) if want_conf else None, novelty
 
 
 def with_argmax(model: Any, temperature: float = 1.0) -> Any:
     """The network with its logits replaced by uint8 argmax and confidence outputs
-    (labels_from_logits's ops, temperature included)."""
+    (labels_from_logits's ops, temperature included); a second network output (the
+    novelty score) is kept, third."""
     import openvino as ov
     import openvino.opset13 as ops
 
@@ -111,4 +114,7 @@ def with_argmax(model: Any, temperature: float = 1.0) -> Any:
     scaled = logits if temperature == 1.0 else ops.divide(logits, ops.constant(np.float32(temperature)))
     prob = ops.reduce_max(ops.softmax(scaled, 1), ops.constant(np.int64(1)), keep_dims=False)
     conf = ops.convert(ops.round(ops.multiply(prob, ops.constant(np.float32(255.0))), "half_to_even"), "u8")
-    return ov.Model([labels.output(0), conf.output(0)], model.get_parameters(), "segmentation_with_argmax")
+    outputs = [labels.output(0), conf.output(0)]
+    if len(model.outputs) > 1:
+        outputs.append(model.output(1).get_node().input_value(0))
+    return ov.Model(outputs, model.get_parameters(), "segmentation_with_argmax")

@@ -25,10 +25,13 @@ IMAGE_OUTPUTS = (
     Output("mask", "mono8", "class indices, 255 = no prediction", True),
     Output("cost", "mono8", "Nav2 cost, 255 = unknown", True),
     Output("confidence", "mono8", "calibrated max softmax x 255", False),
+    Output("novelty", "mono8", "novelty score, 128 = the novel_threshold (needs the artifact's novelty statistics)",
+           False),
     Output("color", "rgb8", "class colours", True, on_demand=True),
     Output("overlay", "rgb8", "input blended with the class colours", True, on_demand=True),
 )
-# The mask with pixels below min_confidence set to 255: what the ground outputs project, never published.
+# The mask with pixels below min_confidence set to 255 and novel pixels to the class table's
+# novel_index: what the ground outputs project, never published.
 KNOWN_MASK = "known_mask"
 OUTPUTS: tuple[str, ...] = (*(o.name for o in IMAGE_OUTPUTS), KNOWN_MASK)
 ENCODINGS = {o.name: o.encoding for o in IMAGE_OUTPUTS}

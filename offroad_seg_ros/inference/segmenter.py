@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,12 @@ from offroad_seg_ros.core.calibration import confidence_level
 from offroad_seg_ros.core.classes import IGNORE_INDEX, UNKNOWN_COST
 from offroad_seg_ros.core.preprocess import check_model_input_width, keep_resize_out_of_compile
 from offroad_seg_ros.inference.backend import Backend, backend_class
+from offroad_seg_ros.inference.novelty_net import threshold_at
+from offroad_seg_ros.inference.novelty_scores import sky_below_horizon
 from offroad_seg_ros.inference.outputs import OUTPUTS
+
+# The novelty image's scale without a novel threshold: this quantile of ordinary pixels maps to 128.
+NOVELTY_IMAGE_LEVEL = 0.99
 
 
 @dataclass
@@ -35,7 +41,11 @@ class Segmentation:
     color: np.ndarray | None = None  # uint8 (H, W, 3) RGB
     overlay: np.ndarray | None = None  # uint8 (H, W, 3) RGB blend of input and colour
     confidence: np.ndarray | None = None  # uint8 (H, W) max softmax x 255 (calibrated)
-    known_mask: np.ndarray | None = None  # uint8 (H, W) the mask, 255 where below min_confidence
+    known_mask: np.ndarray | None = None  # uint8 (H, W) the mask; 255 below min_confidence, novel_index if novel
+    novelty: np.ndarray | None = None  # uint8 (H, W) novelty score, 128 = the novel threshold
+    novel_pixels: int | None = None  # pixels flagged novel (with novel_threshold on and cost or known_mask asked)
+    shift: float | None = None  # the frame's shift score (its mean novelty score), where the artifact has one
+    shifted: bool | None = None  # shift above the shift threshold (None: shift_threshold off)
 
 
 @contextmanager
@@ -73,6 +83,12 @@ class Segmenter:
     before the network; 0 = the artifact's: its scale of the training frames'
     width when it records that (any camera resolution gives the network the
     training frames' scale), else its scale of the incoming frame.
+    novel_threshold: a quantile level of the novelty score on ordinary validation pixels
+    (the artifact's `novelty` record, tools/novelty.py): pixels scoring above it, or predicted
+    Sky well below the horizon, are novel: cost `novel_cost`, known_mask the class table's
+    novel_index; the mask keeps its argmax. 0 = off.
+    shift_threshold: a quantile level of the frame shift score on validation frames: a frame
+    above it is `shifted`. 0 = off.
     """
 
     def __init__(
@@ -88,6 +104,9 @@ class Segmenter:
         threads: int = 0,
         min_confidence: float = 0.0,
         model_input_width: int = 0,
+        novel_threshold: float = 0.0,
+        novel_cost: int = 254,
+        shift_threshold: float = 0.0,
     ):
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be within 0..1, got {overlay_alpha}")
@@ -103,6 +122,7 @@ class Segmenter:
         self.pre = replace(self.artifact.preprocess, model_input_width=model_input_width)
         self.color_lut = torch.from_numpy(self.classes.color_lut()).to(self.device)
         self.cost_lut = torch.from_numpy(self.classes.cost_lut(cost_overrides)).to(self.device)
+        self._novelty_limits(novel_threshold, novel_cost, shift_threshold)
         self._labels_fn = self._labels
         if compile:
             # One compiled graph per input shape: the confidence map is always
@@ -112,15 +132,36 @@ class Segmenter:
             mode = "reduce-overhead" if self.device.type == "cuda" else "default"
             keep_resize_out_of_compile()
             compiled = torch.compile(self._labels_with_confidence, mode=mode, dynamic=False)
-            self._labels_fn = lambda images, want_conf: compiled(images)
+            self._labels_fn = lambda images, want_conf: compiled(images)  # type: ignore[assignment]
         if warmup_size:
             self.warm_up(warmup_size)
+
+    def _novelty_limits(self, novel_threshold: float, novel_cost: int, shift_threshold: float) -> None:
+        """The score limits at the asked quantile levels, from the artifact's novelty record."""
+        record = self.artifact.novelty
+        for name, level in (("novel_threshold", novel_threshold), ("shift_threshold", shift_threshold)):
+            if not 0.0 <= level < 1.0:
+                raise ValueError(f"{name} must be a quantile level in [0, 1) (0 = off), got {level}")
+            if level and record is None:
+                raise ValueError(f"{name} {level} needs novelty statistics in {self.artifact.path}: "
+                                 f"fit them with `offroad-seg novelty {self.artifact.path} DATA_ROOT`")
+        if not 0 <= novel_cost <= 255:
+            raise ValueError(f"novel_cost must be within 0..255, got {novel_cost}")
+        self.novel_cost = novel_cost
+        self.novel_limit = self.shift_limit = self.novelty_scale = None
+        if record is not None:
+            pixels = record["pixel_quantiles"]
+            self.novel_limit = threshold_at(pixels, novel_threshold) if novel_threshold else None
+            self.shift_limit = threshold_at(record["frame_quantiles"], shift_threshold) if shift_threshold else None
+            self.novelty_scale = self.novel_limit or threshold_at(pixels, NOVELTY_IMAGE_LEVEL)
+        self.sky = self.classes.sky_index
 
     def warm_up(self, size: tuple[int, int] = (540, 960)) -> None:
         """One frame of `size` (H, W) through every output: allocations, kernel
         selection and (with compile) the compiled graph happen here, not on the
         first camera frame."""
         frame = [np.zeros((*size, 3), np.uint8)]
+        outputs = self.available_outputs
         compiled = self._labels_fn
         if compiled is not self._labels and self.device.type == "cuda":
             # An eager pass first, on this thread: cuDNN makes a thread's handle at its first
@@ -128,10 +169,10 @@ class Segmenter:
             # loaded on a worker thread failed there: bench/RESULTS.md, GPU).
             self._labels_fn = self._labels
             try:
-                self.segment_batch(frame, OUTPUTS)
+                self.segment_batch(frame, outputs)
             finally:
                 self._labels_fn = compiled
-        self.segment_batch(frame, OUTPUTS)
+        self.segment_batch(frame, outputs)
 
     def release(self) -> None:
         """Drop the runtime (the network's memory) and give CUDA's cached memory
@@ -139,6 +180,11 @@ class Segmenter:
         del self.runtime
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    @property
+    def available_outputs(self) -> tuple[str, ...]:
+        """The outputs this model can make: `novelty` only with the artifact's novelty statistics."""
+        return OUTPUTS if self.novelty_scale is not None else tuple(o for o in OUTPUTS if o != "novelty")
 
     @property
     def name(self) -> str:
@@ -149,15 +195,19 @@ class Segmenter:
         return self.pre.scaled_size(height, width)
 
     # -- the device-side path ---------------------------------------------------
-    def _labels(self, images: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """uint8 (B, H, W, 3) on device -> class map (and confidence) at input size."""
+    def _labels(self, images: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                        torch.Tensor | None, torch.Tensor | None]:
+        """uint8 (B, H, W, 3) on device -> class map, confidence or None, novelty score or None
+        at input size, and the frames' shift scores (B,) or None."""
         height, width = images.shape[1:3]
-        labels, conf = self.runtime.run(self.pre(images, dtype=self.runtime.dtype), want_conf)
+        labels, conf, novelty = self.runtime.run(self.pre(images, dtype=self.runtime.dtype), want_conf)
 
         def to_input_size(m: torch.Tensor) -> torch.Tensor:
             return self.pre.labels_to_input_size(self.pre.crop(m, height, width), height, width)
 
-        return to_input_size(labels), None if conf is None else to_input_size(conf)
+        shift = None if novelty is None else self.pre.crop(novelty, height, width).float().mean((1, 2))
+        return (to_input_size(labels), None if conf is None else to_input_size(conf),
+                None if novelty is None else to_input_size(novelty), shift)
 
     @staticmethod
     def _lookup(lut: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -203,19 +253,22 @@ class Segmenter:
                 raise ValueError(f"frames in one batch must share a size: {shape} vs {img.shape}")
         frames = self._upload(images)
         gated = self.min_level > 0 and ("cost" in outputs or "known_mask" in outputs)
-        labels, conf = self._labels_fn(frames, "confidence" in outputs or gated)
+        labels, conf, novelty, shift = self._labels_fn(frames, "confidence" in outputs or gated)
         unsure = None
         if gated:
             assert conf is not None
             unsure = conf < self.min_level
+        novel = self._novel(labels, novelty) if "cost" in outputs or "known_mask" in outputs else None
         device_out: dict[str, torch.Tensor] = {}
         if "mask" in outputs:
             device_out["mask"] = labels
         if "known_mask" in outputs:
-            device_out["known_mask"] = labels if unsure is None else labels.masked_fill(unsure, IGNORE_INDEX)
+            known = labels if unsure is None else labels.masked_fill(unsure, IGNORE_INDEX)
+            device_out["known_mask"] = known if novel is None else known.masked_fill(novel, self.classes.novel_index)
         if "cost" in outputs:
             cost = self._lookup(self.cost_lut, labels)
-            device_out["cost"] = cost if unsure is None else cost.masked_fill(unsure, UNKNOWN_COST)
+            cost = cost if unsure is None else cost.masked_fill(unsure, UNKNOWN_COST)
+            device_out["cost"] = cost if novel is None else cost.masked_fill(novel, self.novel_cost)
         if "color" in outputs or "overlay" in outputs:
             color = self._lookup(self.color_lut, labels)
             if "color" in outputs:
@@ -227,10 +280,50 @@ class Segmenter:
         if "confidence" in outputs:
             assert conf is not None  # asked for, so the backend made it
             device_out["confidence"] = conf
+        if "novelty" in outputs:
+            device_out["novelty"] = self._novelty_image(novelty, labels, novel)
+        per_frame = self._per_frame(novel, shift)
         host = {k: v.to("cpu", non_blocking=True) for k, v in device_out.items()}
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
-        return [Segmentation(**{k: v[i].numpy() for k, v in host.items()}) for i in range(len(images))]
+        fields: list[dict[str, Any]] = [{**{k: v[i].numpy() for k, v in host.items()},
+                                         **{k: v[i] for k, v in per_frame.items()}} for i in range(len(images))]
+        return [Segmentation(**f) for f in fields]
+
+    def _novel(self, labels: torch.Tensor, novelty: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, H, W) bool: pixels above the novel threshold, or Sky well below the horizon; None
+        with novel_threshold off."""
+        if self.novel_limit is None:
+            return None
+        if novelty is None:
+            raise RuntimeError(f"backend {self.backend} gave no novelty score for {self.artifact.path}: "
+                               "its model.onnx predates the novelty statistics; re-export it "
+                               f"(`offroad-seg novelty {self.artifact.path} DATA_ROOT` does)")
+        novel = novelty > self.novel_limit
+        return novel if self.sky is None else novel | sky_below_horizon(labels, self.sky)
+
+    def _novelty_image(self, novelty: torch.Tensor | None, labels: torch.Tensor,
+                       novel: torch.Tensor | None) -> torch.Tensor:
+        """uint8: 128 x score / the novel threshold (else the ordinary pixels' 0.99 quantile), 255 where the
+        sky cue flags a pixel."""
+        if novelty is None or self.novelty_scale is None:
+            raise ValueError(f"output novelty needs novelty statistics in {self.artifact.path}: "
+                             f"fit them with `offroad-seg novelty {self.artifact.path} DATA_ROOT`")
+        image = (novelty.float() * (128.0 / self.novelty_scale)).clamp(0, 255).round().to(torch.uint8)
+        if novel is not None and self.sky is not None:
+            image = image.masked_fill(sky_below_horizon(labels, self.sky), 255)
+        return image
+
+    def _per_frame(self, novel: torch.Tensor | None, shift: torch.Tensor | None) -> dict[str, list]:
+        """The Segmentation's per-frame numbers, as lists over the batch."""
+        out: dict[str, list] = {}
+        if novel is not None:
+            out["novel_pixels"] = novel.sum((1, 2)).tolist()
+        if shift is not None:
+            out["shift"] = shift.tolist()
+            if self.shift_limit is not None:
+                out["shifted"] = [s > self.shift_limit for s in out["shift"]]
+        return out
 
     def __call__(self, image: np.ndarray, outputs: Iterable[str] = ("mask",)) -> Segmentation:
         """Segment one RGB uint8 (H, W, 3) frame."""

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from offroad_seg_ros.core.artifact import load_artifact
 from offroad_seg_ros.core.preprocess import labels_from_logits
+from offroad_seg_ros.inference.backend import Outputs
+from offroad_seg_ros.inference.novelty_net import load_network
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -35,8 +36,10 @@ class TorchBackend:
         self.dtype = PRECISIONS[precision]
         self.precision = precision
         self.host_threads = threads if self.device.type == "cpu" else 0
-        self.artifact, net = load_artifact(model)
+        self.artifact, net = load_network(model)
         self.net = net.to(self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
 
-    def run(self, x: torch.Tensor, want_conf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return labels_from_logits(self.net(x), want_conf, self.artifact.temperature)
+    def run(self, x: torch.Tensor, want_conf: bool) -> Outputs:
+        out = self.net(x)
+        logits, novelty = out if isinstance(out, tuple) else (out, None)
+        return (*labels_from_logits(logits, want_conf, self.artifact.temperature), novelty)
