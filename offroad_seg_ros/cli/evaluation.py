@@ -16,6 +16,7 @@ from offroad_seg_ros.cli.registry import Command
 from offroad_seg_ros.core.calibration import DEFAULT_MIN_CONFIDENCE
 from offroad_seg_ros.data.camera_checks import DEFAULT_DEGRADED_POLICY, DEGRADED_POLICIES
 from offroad_seg_ros.evaluation.corruptions import CORRUPTIONS, SEVERITIES
+from offroad_seg_ros.evaluation.corruptions_held_out import DEFAULT_RENDERINGS, RENDERINGS
 
 if TYPE_CHECKING:
     from offroad_seg_ros.evaluation.evaluate import Gallery
@@ -108,6 +109,9 @@ def _robustness_arguments(p: argparse.ArgumentParser) -> None:
     options.add_out(p, REPORT_DIR)
     p.add_argument("--corruptions", nargs="+", choices=list(CORRUPTIONS), help="default: all")
     p.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES), help="default: 1 2 3 4 5")
+    p.add_argument("--renderings", choices=RENDERINGS, default=DEFAULT_RENDERINGS,
+                   help="which rendering of the corruptions: tuning (the camera checks were tuned on it) or "
+                        f"held_out (other physical models of the same failures; default {DEFAULT_RENDERINGS})")
     options.add_seed(p)
     options.add_min_confidence(p, f"as the node's parameter (default {DEFAULT_MIN_CONFIDENCE})")
     p.add_argument("--degraded-policy", choices=DEGRADED_POLICIES, default=DEFAULT_DEGRADED_POLICY,
@@ -125,7 +129,7 @@ def _robustness(args: argparse.Namespace) -> int:
     result = evaluate_robustness(args.source, args.model, args.corruptions, args.severities, args.seed,
                                  args.min_confidence, args.degraded_policy, limit=args.limit, device=args.device,
                                  precision=args.precision, backend=args.backend, threads=args.threads,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, renderings=args.renderings)
     write_robustness_report(out, result, force=args.force)
     print(robustness_markdown(result).split("\n## The corruptions")[0])
     print(f"report written to {out}/robustness.md")

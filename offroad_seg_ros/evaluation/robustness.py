@@ -12,6 +12,9 @@ frames go through the node's own Segmenter and camera checks, one run each:
   `degraded_policy`: the share of labelled pixels left known (coverage) and
   how often those are right (known accuracy). A frame with an alarm counts
   as all unknown unless the policy is `publish`.
+`renderings` picks the corruption set: "tuning" (corruptions.py, what the
+checks were tuned on) or "held_out" (corruptions_held_out.py: the same kinds
+from other physical models, which the checks never saw).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from offroad_seg_ros.data.camera_checks import (
     check_degraded_policy,
 )
 from offroad_seg_ros.data.dataset import DatasetError
-from offroad_seg_ros.evaluation.corruptions import CORRUPTIONS, MIDDLE, SEVERITIES, corrupt_stream
+from offroad_seg_ros.evaluation.corruptions import MIDDLE, SEVERITIES
+from offroad_seg_ros.evaluation.corruptions_held_out import DEFAULT_RENDERINGS, corruption_set
 from offroad_seg_ros.evaluation.evaluate import calibration_figures, open_frames
 
 
@@ -78,13 +82,15 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
                         severities: Sequence[int] = SEVERITIES, seed: int = 0, min_confidence: float = 0.0,
                         degraded_policy: str = DEFAULT_DEGRADED_POLICY, checks: CheckThresholds | None = None,
                         limit: int | None = None, device: str = "auto", precision: str = "fp32",
-                        backend: str = "torch", threads: int = 0, progress: bool = True) -> dict[str, Any]:
+                        backend: str = "torch", threads: int = 0, progress: bool = True,
+                        renderings: str = DEFAULT_RENDERINGS) -> dict[str, Any]:
     from offroad_seg_ros.inference.segmenter import Segmenter
 
-    names = list(corruptions or CORRUPTIONS)
-    bad = [n for n in names if n not in CORRUPTIONS]
+    registry, corrupt_stream = corruption_set(renderings)
+    names = list(corruptions or registry)
+    bad = [n for n in names if n not in registry]
     if bad:
-        raise ValueError(f"unknown corruption(s) {bad}; choose from {', '.join(CORRUPTIONS)}")
+        raise ValueError(f"unknown corruption(s) {bad}; choose from {', '.join(registry)}")
     bad_sev = [s for s in severities if s not in SEVERITIES]
     if bad_sev:
         raise ValueError(f"severities must be within {SEVERITIES}, got {bad_sev}")
@@ -108,7 +114,7 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
             own = None
         else:
             stream = corrupt_stream(frames, name, severity, seed)
-            own = CORRUPTIONS[name].check
+            own = registry[name].check
         row, calib = _score(segmenter, stream, level, degraded_policy, CameraChecks(thresholds), own)
         row.update(corruption=name, severity=severity, check=own)
         rows.append(row)
@@ -121,11 +127,11 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
     assert clean_calib is not None
     return {
         "rows": rows,
-        "corruptions": {n: {"what": CORRUPTIONS[n].what, "scale": CORRUPTIONS[n].scale,
-                            "check": CORRUPTIONS[n].check} for n in names},
+        "corruptions": {n: {"what": registry[n].what, "scale": registry[n].scale,
+                            "check": registry[n].check} for n in names},
         "settings": {"min_confidence": min_confidence, "confidence_level": level,
                      "degraded_policy": degraded_policy, "checks": vars(thresholds), "seed": seed,
-                     "severities": list(severities), "middle_severity": MIDDLE},
+                     "severities": list(severities), "middle_severity": MIDDLE, "renderings": renderings},
         "clean_calibration": calibration_figures(clean_calib, min_confidence, segmenter.artifact.calibration),
         "run": {"source": str(source), "model": str(model), "model_name": segmenter.name,
                 "backend": backend, "device": str(segmenter.device), "precision": segmenter.precision,
@@ -160,7 +166,9 @@ def robustness_markdown(result: dict[str, Any]) -> str:
     sev = s["severities"]
     lines = ["# offroad-seg robustness", "",
              f"- model `{run['model_name']}` ({run['backend']}, {run['precision']}), {run['frames']} frames of "
-             f"`{run['source']}`, seed {s['seed']}",
+             f"`{run['source']}`, seed {s['seed']}"
+             + ("" if s.get("renderings", DEFAULT_RENDERINGS) == DEFAULT_RENDERINGS
+                else f", {s['renderings']} renderings of the corruptions"),
              f"- node settings: min_confidence {s['min_confidence']:g} (confidence level {s['confidence_level']}), "
              f"degraded_policy {s['degraded_policy']}", "",
              "## mIoU (present classes) by severity", "",
