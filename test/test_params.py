@@ -33,7 +33,8 @@ GRID, MAP, MAPPER, CHECKS = GridSpec(), MapSpec(), MapperSpec(), CheckThresholds
 OWNED_DEFAULTS = {
     # inference/segmenter.py: the Segmenter's options
     **{name: SEGMENTER[name].default for name in ("device", "precision", "backend", "threads", "compile",
-                                                   "overlay_alpha", "model_input_width")},
+                                                   "overlay_alpha", "model_input_width", "novel_threshold",
+                                                   "novel_cost", "shift_threshold")},
     # inference/outputs.py: publish_<output>
     **{f"publish_{o.name}": o.published for o in IMAGE_OUTPUTS},
     # data/image_msgs.py
@@ -68,7 +69,7 @@ OWNED_DEFAULTS = {
 # Parameters nothing below the node uses: their defaults live in the table itself.
 NODE_OWNED = {"cameras", "model", "compressed", "cost_overrides", "max_rate", "qos_depth", "qos_reliability",
               "diagnostics_period", "publish_grid", "publish_obstacles", "base_frame", "obstacle_height",
-              "per_camera_grids", "publish_map", "odom_topic", "odom_frame", "map_rate"}
+              "per_camera_grids", "publish_map", "odom_topic", "odom_frame", "map_rate", "shift_policy"}
 
 
 def test_every_table_default_is_its_owners_default():
@@ -91,8 +92,8 @@ def test_the_owners_built_from_the_table_are_their_defaults():
 
 def test_the_frame_pipeline_defaults_are_the_nodes():
     pipeline = {f.name: f.default for f in fields(FramePipeline)}
-    assert {k: pipeline[k] for k in ("compressed", "max_pixels", "input_bits", "degraded_policy")} == \
-        {k: TABLE[k] for k in ("compressed", "max_pixels", "input_bits", "degraded_policy")}
+    names = ("compressed", "max_pixels", "input_bits", "degraded_policy", "shift_policy")
+    assert {k: pipeline[k] for k in names} == {k: TABLE[k] for k in names}
 
 
 # -- the docs ---------------------------------------------------------------------

@@ -153,6 +153,47 @@ def test_cell_rule_obstacle_max_else_majority_ground(table, costs):
     assert occ.dtype == np.int8 and set(np.unique(occ)) <= {-1, 8, 100}
 
 
+def _one_cell_view() -> GroundProjector:
+    """Looking straight down from 1 m: all 400 pixels of a 20x20 image land in one cell."""
+    camera = CameraModel(20, 20, (1000.0, 0, 9.5, 0, 1000.0, 9.5, 0, 0, 1))
+    return GroundProjector(camera, CameraPose(x=0.5, y=0.5, z=1.0, pitch=math.pi / 2),
+                           GridSpec(resolution=1.0, size_x=2, size_y=2))
+
+
+def test_novel_pixels_are_obstacles_of_novel_cost_in_a_bucket_of_their_own(table):
+    proj = _one_cell_view()
+    novel = table.novel_index
+    costs = ClassCosts(table, table.cost_lut(), novel_cost=254)
+    assert costs.bucket[novel] == novel != costs.bucket[_idx(table, "Sky")] == costs.bucket[255]
+    mask = np.full((20, 20), _idx(table, "Landscape"), np.uint8)  # free, cost 0
+    mask[3, 4] = novel
+    cost, obstacle, count = proj.project_counted(mask, costs)
+    assert cost[obstacle].tolist() == [254] and obstacle.sum() == 1 and count.max() == 400  # counted too
+    # The highest obstacle cost in a cell wins, novel or not.
+    mask[5, 5] = _idx(table, "Lush Bushes")  # 200
+    for novel_cost, want in ((100, 200), (230, 230)):
+        cost, obstacle = proj.project(mask, ClassCosts(table, table.cost_lut(), novel_cost=novel_cost))
+        assert cost[obstacle].tolist() == [want]
+    # Without novel pixels the cell rule is as it was: the ground majority.
+    plain = np.full((20, 20), _idx(table, "Landscape"), np.uint8)
+    cost, obstacle = proj.project(plain, costs)
+    assert set(np.unique(cost)) - {UNKNOWN} == {0} and not obstacle.any()
+
+
+def test_a_novel_cost_of_255_leaves_novel_pixels_unknown(table):
+    proj = _one_cell_view()
+    costs = ClassCosts(table, table.cost_lut(), novel_cost=255)
+    all_novel = np.full((20, 20), table.novel_index, np.uint8)
+    cost, obstacle, count = proj.project_counted(all_novel, costs)
+    assert (cost == UNKNOWN).all() and not obstacle.any() and count.max() == 0  # neither marks nor clears
+    mask = np.full((20, 20), _idx(table, "Dry Grass"), np.uint8)
+    mask[:, :15] = table.novel_index  # a minority of ground still decides the cell
+    cost, obstacle = proj.project(mask, costs)
+    assert set(np.unique(cost)) - {UNKNOWN} == {20} and not obstacle.any()
+    with pytest.raises(ValueError, match="novel_cost must be within 0..255, got 300"):
+        ClassCosts(table, table.cost_lut(), novel_cost=300)
+
+
 @pytest.mark.parametrize("make, match", [
     (lambda: CameraModel(640, 480, (0.0, 0, 320, 0, 400, 240, 0, 0, 1)).check(), "zero or invalid focal length"),
     (lambda: CameraModel(0, 0, K).check(), "no image size"),
@@ -206,7 +247,7 @@ def test_torch_projection_equals_numpy(table, costs):
 
     camera = CameraModel(640, 480, K, PLUMB_BOB, "plumb_bob")
     proj = GroundProjector(camera, CameraPose(z=1.5, pitch=0.35), GridSpec(resolution=0.1, size_x=20, size_y=20))
-    mask = np.random.default_rng(0).integers(0, len(table), (480, 640), dtype=np.uint8)
+    mask = np.random.default_rng(0).integers(0, table.novel_index + 1, (480, 640), dtype=np.uint8)  # novel too
     mask[:40] = 255  # unpredicted pixels are skipped as sky is
     want_cost, want_obstacle = proj.project(mask, costs)
     cost, obstacle = TorchGroundProjector(proj, costs).project(torch.from_numpy(mask))

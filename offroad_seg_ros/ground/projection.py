@@ -11,8 +11,8 @@ relative to the base frame, as in a URDF's `<origin xyz rpy>` for the camera
 link; the optical frame (z forward, x right, y down, REP-103's `_optical`) is
 derived from it. Positive pitch looks down.
 
-Per cell: the highest cost among obstacle-class pixels landing in it, else
-the cost of the majority free / rough class, else unknown (255). Sky and
+Per cell: the highest cost among obstacle-class (or novel) pixels landing in
+it, else the cost of the majority free / rough class, else unknown (255). Sky and
 unpredicted (255) pixels, and every ray at or above the horizon, never
 project. The pixel -> cell table is built once per camera model, pose and
 grid (`GroundProjector`); a frame is then one gather and one bincount.
@@ -30,6 +30,7 @@ import numpy as np
 from offroad_seg_ros.core.classes import UNKNOWN_COST, ClassTable
 
 UNKNOWN = UNKNOWN_COST
+LETHAL = 254  # Nav2's LETHAL_OBSTACLE: a novel pixel's cost unless told otherwise
 DISTORTION_MODELS = ("", "none", "plumb_bob", "rational_polynomial", "equidistant")
 # The optical frame's axes (x right, y down, z forward) in the camera body frame (x forward, y left, z up).
 OPTICAL_TO_BODY = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], np.float64)
@@ -232,18 +233,24 @@ class GridSpec:
 
 
 class ClassCosts:
-    """Per class index: its cost (with overrides) and whether it is an obstacle;
-    sky and 255 never project."""
+    """Per class index: its cost (with overrides) and whether it is an obstacle; sky
+    and 255 never project. The class table's novel_index (pixels the Segmenter flags
+    novel) is an obstacle of `novel_cost` in a bucket of its own; a novel_cost of
+    255 (unknown) drops it as sky is, so it neither marks nor clears a cell."""
 
-    def __init__(self, table: ClassTable, cost_lut: np.ndarray):
+    def __init__(self, table: ClassTable, cost_lut: np.ndarray, novel_cost: int = LETHAL):
+        if not 0 <= novel_cost <= 255:
+            raise ValueError(f"novel_cost must be within 0..255, got {novel_cost}")
         self.n = len(table)
-        self.cost = np.asarray(cost_lut[:self.n], np.int64)
+        self.novel = table.novel_index  # == n: bucket n holds the novel pixels
+        self.buckets = self.n + 2  # per class, novel, dropped
+        self.cost = np.append(np.asarray(cost_lut[:self.n], np.int64), novel_cost)
         self.cost_u8 = self.cost.astype(np.uint8)
         groups = [c.group for c in table.classes]
-        self.obstacle = np.array([g == "obstacle" for g in groups])
-        self.ground = np.array([g in ("free", "rough") for g in groups])
+        self.obstacle = np.array([g == "obstacle" for g in groups] + [novel_cost != UNKNOWN])
+        self.ground = np.array([g in ("free", "rough") for g in groups] + [False])
         # Class index -> bucket of the per-cell histogram; sky / unpredicted -> the last (dropped) bucket.
-        self.bucket = np.full(256, self.n, np.uint8)
+        self.bucket = np.full(256, self.buckets - 1, np.uint8)
         keep = np.flatnonzero(self.obstacle | self.ground)
         self.bucket[keep] = keep
         # Obstacle classes by falling cost: the first present in a cell is its highest.
@@ -327,7 +334,7 @@ class GroundProjector:
         h, w = self.camera.height, self.camera.width
         if mask.shape != (h, w):
             raise ProjectionError(f"mask is {mask.shape[1]}x{mask.shape[0]}, camera_info says {w}x{h}")
-        nb = costs.n + 1
+        nb = costs.buckets
         if depth is None:
             keys = self._keys.get(nb)
             if keys is None:
@@ -348,11 +355,11 @@ class GroundProjector:
 
     def _reduce(self, keys: np.ndarray, costs: ClassCosts, want_count: bool,
                 cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """keys = cell x (classes + 1) + bucket -> per-cell class histogram ->
+        """keys = cell x buckets + bucket -> per-cell class histogram ->
         the cell rule. `cells`: the grid cells the key's cell numbers stand for
         (None: all of the grid, in order)."""
         g = self.grid
-        nb = costs.n + 1
+        nb = costs.buckets
         n = g.rows * g.cols if cells is None else cells.size
         hist = np.bincount(keys, minlength=n * nb).reshape(-1, nb)
         obstacle_hist = hist[:, costs.obstacle_order] > 0
@@ -362,7 +369,7 @@ class GroundProjector:
         ground_cost = np.where(ground_hist.any(1), costs.cost_u8[costs.ground_classes][ground_hist.argmax(1)],
                                np.uint8(UNKNOWN))
         values = np.where(obstacle, obstacle_cost, ground_cost)
-        count = hist[:, :costs.n].sum(1, dtype=np.int32) if want_count else None
+        count = hist[:, :nb - 1].sum(1, dtype=np.int32) if want_count else None  # all but the dropped
         shape = (g.rows, g.cols)
         if cells is None:
             return values.reshape(shape), obstacle.reshape(shape), None if count is None else count.reshape(shape)
@@ -387,9 +394,9 @@ class TorchGroundProjector:
 
         self.grid = projector.grid
         self.shape = (projector.camera.height, projector.camera.width)
-        nb = costs.n + 1
+        nb = costs.buckets
         dev = torch.device(device)
-        self.nb, self.n_classes = nb, costs.n
+        self.nb = nb
         self.pixels = torch.from_numpy(projector.pixels).to(dev)
         self.keys = torch.from_numpy(projector.pixel_view * nb).to(dev)
         self.cells = torch.from_numpy(projector.view_cells).to(dev)

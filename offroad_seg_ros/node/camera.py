@@ -34,8 +34,8 @@ def camera_output(name: str, base: str) -> str:
 def ground_mapper(c: NodeConfig, pose: list[float], seg: Segmenter, info_topic: str) -> GroundMapper:
     """A camera's ground outputs, as the parameters ask (the grid is the node's)."""
     assert c.grid is not None
-    return GroundMapper(CameraPose.from_list(pose), c.grid, ClassCosts(seg.classes, seg.cost_lut.cpu().numpy()),
-                        c.mapper, info_topic=info_topic, count=c.fused)
+    costs = ClassCosts(seg.classes, seg.cost_lut.cpu().numpy(), seg.novel_cost)
+    return GroundMapper(CameraPose.from_list(pose), c.grid, costs, c.mapper, info_topic=info_topic, count=c.fused)
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Camera:
         health = Health(resolve(camera_topic(name, c.image_topic)), 3 * p["diagnostics_period"])
         return cls(name, FramePipeline(seg, compressed=p["compressed"], max_pixels=p["max_pixels"],
                                        input_bits=p["input_bits"], health=health, checks=CameraChecks(c.checks),
-                                       degraded_policy=p["degraded_policy"]))
+                                       degraded_policy=p["degraded_policy"], shift_policy=p["shift_policy"]))
 
     def topic(self, base: str) -> str:
         return camera_topic(self.name, base)

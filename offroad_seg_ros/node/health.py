@@ -60,6 +60,11 @@ class Health:
         # they are processed (or withheld, which counts as processed) like any other.
         self.degraded = self._prev_degraded = 0
         self.last_degraded = ""
+        # The novelty of the last segmented frame (None: not scored), and frames unlike the training data.
+        self.novel_pixels: int | None = None
+        self.shift: float | None = None
+        self.shifted = self._prev_shifted = 0
+        self.last_shift = ""
         self.stats = RateLatency()
         self.upstream = StampGaps()  # fed with each arriving frame's stamp (node/camera.py)
         self._prev_upstream = (0, 0)  # (lost, seen) at the last report
@@ -74,6 +79,14 @@ class Health:
     def frame_degraded(self, conditions: str) -> None:
         self.degraded += 1
         self.last_degraded = conditions
+
+    def frame_scored(self, novel_pixels: int | None, shift: float | None, shifted: bool,
+                     limit: float | None) -> None:
+        """A segmented frame's novel pixel count and shift score; `shifted`: above `limit`."""
+        self.novel_pixels, self.shift = novel_pixels, shift
+        if shifted:
+            self.shifted += 1
+            self.last_shift = f"frame unlike the training data (shift {shift:.1f} > {limit:.1f})"
 
     def frame_failed(self, reason: str) -> None:
         self.failed += 1
@@ -103,6 +116,7 @@ class Health:
         reason; `extra` conditions (e.g. the ground outputs') compete too."""
         window = total - self._prev
         degraded, self._prev_degraded = self.degraded - self._prev_degraded, self.degraded
+        shifted, self._prev_shifted = self.shifted - self._prev_shifted, self.shifted
         up = self.upstream
         lost, seen = up.lost - self._prev_upstream[0], up.seen - self._prev_upstream[1]
         self._prev_upstream = (up.lost, up.seen)
@@ -124,6 +138,8 @@ class Health:
         elif degraded:
             level, msg = WARN, (f"camera degraded in {degraded} of {window.frames_in} frames {span}: "
                                 f"{self.last_degraded}")
+        elif shifted:
+            level, msg = WARN, f"{self.last_shift}: {shifted} of {window.frames_in} frames {span}"
         elif lost > LOST_UPSTREAM_WARN * (lost + seen):
             level, msg = WARN, (f"{lost} of {lost + seen} frames {span} missing upstream (stamps skip): "
                                 f"{LOST_UPSTREAM_CAUSE}")
@@ -147,6 +163,8 @@ class Health:
             ("latency_p95_ms", _fmt(s["latency_p95_ms"])),
             ("last_bad_frame", self.last_bad or "none"), ("last_failure", self.last_failure or "none"),
             ("degraded_frames", str(self.degraded)), ("last_camera_condition", self.last_degraded or "none"),
+            ("novel_pixels", "n/a" if self.novel_pixels is None else str(self.novel_pixels)),
+            ("shift", "n/a" if self.shift is None else f"{self.shift:.2f}"), ("shifted_frames", str(self.shifted)),
         ]
         return level, msg, values
 

@@ -34,7 +34,7 @@ from offroad_seg_ros.node.camera import Camera, camera_output, ground_mapper
 from offroad_seg_ros.node.ground_outputs import GroundOutputs
 from offroad_seg_ros.node.latest import LatestFrameWorker
 from offroad_seg_ros.node.model_swap import ModelSwap
-from offroad_seg_ros.node.params import PARAMETERS, NodeConfig, segmenter_options
+from offroad_seg_ros.node.params import PARAMETERS, NodeConfig, load_segmenter
 from offroad_seg_ros.node.pipeline import FrameNotes, process_batch
 from offroad_seg_ros.node.ros_messages import GROUND_INPUTS, GROUND_OUTPUTS, diagnostics_msg, ground_msg, output_images
 from offroad_seg_ros.node.shutdown import MODEL_THREAD, Shutdown
@@ -156,13 +156,12 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         # The worker thread owns the model: torch.compile keeps its CUDA
         # graphs per thread (older torch even fails on another thread), so
         # loading, warm-up and inference all run there.
-        options = segmenter_options(p)
         interrupt = self.shutdown.check if self.shutdown is not None else None
-        self.segmenter = seg = self.worker.call(lambda: Segmenter(p["model"], **options), interrupt)
+        self.segmenter = seg = self.worker.call(lambda: load_segmenter(p["model"], p), interrupt)
         self.get_logger().info("warming up" + (" (compiling: this takes a while the first time)"
                                                if p["compile"] else ""))
         self.worker.call(seg.warm_up, interrupt)
-        self.swap = ModelSwap(seg, p["model"], self.worker, lambda path: Segmenter(path, **options), p["compile"],
+        self.swap = ModelSwap(seg, p["model"], self.worker, lambda path: load_segmenter(path, p), p["compile"],
                               users=lambda: [self, *(cam.pipeline for cam in self.cameras.values())])
         self.pubs["diagnostics"] = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 1)
         self.tf = TfListener(self) if TfListener.wanted(c) else None

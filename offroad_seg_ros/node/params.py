@@ -16,7 +16,12 @@ from dataclasses import astuple, dataclass
 from typing import Any
 
 from offroad_seg_ros.core.calibration import DEFAULT_MIN_CONFIDENCE, confidence_level
-from offroad_seg_ros.data.camera_checks import DEFAULT_DEGRADED_POLICY, CheckThresholds, check_degraded_policy
+from offroad_seg_ros.data.camera_checks import (
+    DEFAULT_DEGRADED_POLICY,
+    DEGRADED_POLICIES,
+    CheckThresholds,
+    check_degraded_policy,
+)
 from offroad_seg_ros.data.image_msgs import FULL_BITS, MAX_PIXELS, check_bits, check_max_pixels
 from offroad_seg_ros.ground.fusion import MAX_AGE_S, check_max_age
 from offroad_seg_ros.ground.local_map import MapSpec
@@ -101,6 +106,17 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                        "unknown: cost 255, neither mark nor clear ~/grid and ~/obstacles; the mask keeps its argmax"),
     "degraded_policy": (DEFAULT_DEGRADED_POLICY, "a frame the camera checks flag: publish (flagged in /diagnostics "
                         "only) | unknown (cost and ground outputs all unknown) | drop (nothing published)"),
+    "novel_threshold": (_runtime("novel_threshold"), "quantile level of ordinary validation pixels' novelty score "
+                        "(1 - level = the false-alarm rate on such pixels): pixels above it are novel: cost "
+                        "novel_cost, an obstacle on the ground outputs; the mask keeps its argmax; 0 = off; needs "
+                        "`offroad-seg novelty MODEL DATA`"),
+    "novel_cost": (_runtime("novel_cost"), "cost of a novel pixel in ~/cost and on the ground outputs "
+                   "(254 = lethal; 255 = unknown)"),
+    "shift_threshold": (_runtime("shift_threshold"), "quantile level of validation frames' shift score (their mean "
+                        "novelty score): a frame above it is unlike the training data, flagged in /diagnostics "
+                        "and handled by shift_policy; 0 = off; needs `offroad-seg novelty MODEL DATA`"),
+    "shift_policy": ("publish", "a frame above shift_threshold: publish (flagged in /diagnostics only) | unknown "
+                     "(cost and ground outputs all unknown) | drop (nothing published)"),
     **{f"check_{name}": (getattr(CheckThresholds, name), text) for name, text in _CHECKS.items()},
 }
 
@@ -126,7 +142,19 @@ def segmenter_options(p: dict[str, Any]) -> dict[str, Any]:
     return {"device": p["device"], "precision": p["precision"], "backend": p["backend"], "compile": p["compile"],
             "cost_overrides": parse_cost_overrides(p["cost_overrides"] or []), "overlay_alpha": p["overlay_alpha"],
             "warmup_size": None, "threads": p["threads"], "min_confidence": p["min_confidence"],
-            "model_input_width": p["model_input_width"]}
+            "model_input_width": p["model_input_width"], "novel_threshold": p["novel_threshold"],
+            "novel_cost": p["novel_cost"], "shift_threshold": p["shift_threshold"]}
+
+
+def load_segmenter(model: str, p: dict[str, Any]) -> Segmenter:
+    """The Segmenter the parameters ask for, at configure and for a model swap (not warmed up).
+    ~/novelty published needs the artifact's novelty statistics: refused here, not at every frame."""
+    seg = Segmenter(model, **segmenter_options(p))
+    if p["publish_novelty"] and seg.novelty_scale is None:
+        seg.release()
+        raise ValueError(f"publish_novelty needs novelty statistics in {model}: "
+                         f"fit them with `offroad-seg novelty {model} DATA_ROOT`")
+    return seg
 
 
 def check_parameters(p: dict[str, Any]) -> None:
@@ -150,6 +178,9 @@ def _check_own(p: dict[str, Any]) -> None:
         raise ValueError(f"parameter threads must be >= 0 (0 = the runtime's default), got {p['threads']}")
     if p["publish_map"] and not p["map_rate"] > 0:
         raise ValueError(f"parameter map_rate must be > 0 Hz, got {p['map_rate']}")
+    if p["shift_policy"] not in DEGRADED_POLICIES:  # the same choices as degraded_policy
+        raise ValueError(f"parameter shift_policy must be one of {', '.join(DEGRADED_POLICIES)}, "
+                         f"got {p['shift_policy']!r}")
     if not p["model"]:
         raise ValueError("parameter model is empty: pass model:=/path/to/artifact (model.json + weights.safetensors)")
 

@@ -33,7 +33,8 @@ class FrameResult:
     outputs: dict[str, dict[str, Any]]  # name -> Image fields (no header)
     known_mask: Any = None  # uint8 (H, W) classes, 255 unknown (outputs.KNOWN_MASK), when asked for
     conditions: list[Condition] = field(default_factory=list)  # what the camera checks found
-    withheld: bool = False  # degraded_policy drop: nothing to publish
+    withheld: bool = False  # degraded_policy or shift_policy drop: nothing to publish
+    shifted: bool = False  # the frame's shift score is above shift_threshold
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FramePipeline:
     health: Health = field(default_factory=Health)
     checks: CameraChecks | None = None
     degraded_policy: str = DEFAULT_DEGRADED_POLICY
+    shift_policy: str = "publish"  # for frames unlike the training data (the node's default, params.py)
 
     def check(self, rgb: np.ndarray) -> list[Condition]:
         """The camera checks on a frame; a degraded one is counted with its conditions."""
@@ -65,6 +67,19 @@ class FramePipeline:
             self.health.frame_bad(f"{type(exc).__name__}: {exc}")
         return None
 
+    def result(self, view: ImageView, seg: Segmentation, found: list[Condition],
+               wanted: Sequence[str]) -> FrameResult:
+        """A segmented frame's outputs: its novelty counted, degraded_policy (when the camera
+        checks `found` something) and shift_policy (when it is unlike the training data) applied."""
+        shifted = bool(seg.shifted)
+        self.health.frame_scored(seg.novel_pixels, seg.shift, shifted, self.segmenter.shift_limit)
+        withheld = False
+        for policy, flagged in ((self.degraded_policy, bool(found)), (self.shift_policy, shifted)):
+            if flagged:
+                withheld = apply_policy(policy, seg) or withheld
+        fields = {} if withheld else {n: image_fields(getattr(seg, n), ENCODINGS[n]) for n in wanted if n in ENCODINGS}
+        return FrameResult(view, fields, seg.known_mask, found, withheld, shifted)
+
     def process(self, raw: bytes | memoryview, wanted: Sequence[str]) -> FrameResult | None:
         """One frame -> output fields. Never raises: a frame that cannot be
         converted is a bad frame, one the model fails on an inference failure,
@@ -80,7 +95,7 @@ class FramePipeline:
         seg = self.segmenter
         values += [("device", str(seg.device)), ("precision", seg.precision), ("backend", seg.backend),
                    ("model", seg.name), ("min_confidence", f"{seg.min_level / 255:.3f}"),
-                   ("degraded_policy", self.degraded_policy)]
+                   ("degraded_policy", self.degraded_policy), ("shift_policy", self.shift_policy)]
         if self.checks is not None:
             values += [(f"camera_{k}", f"{v:.4g}") for k, v in self.checks.measures.items()]
         return level, msg, values
@@ -100,7 +115,7 @@ def process_batch(segmenter: Segmenter, frames: Sequence[tuple[FramePipeline, by
             continue
         view, rgb = parsed
         found = pipe.check(rgb)
-        if found and pipe.degraded_policy == "drop":
+        if found and apply_policy(pipe.degraded_policy, None):  # dropped before inference
             results[i] = FrameResult(view, {}, conditions=found, withheld=True)
         else:
             by_size.setdefault(rgb.shape, []).append((i, view, rgb, found))
@@ -108,12 +123,8 @@ def process_batch(segmenter: Segmenter, frames: Sequence[tuple[FramePipeline, by
         union = list(dict.fromkeys(n for i, *_ in group for n in frames[i][2]))
         try:
             segs = segmenter.segment_batch([rgb for _, _, rgb, _ in group], union)
-            done = []
-            for (i, view, _, found), seg in zip(group, segs):
-                if found and frames[i][0].degraded_policy == "unknown":
-                    _all_unknown(seg)
-                fields = {n: image_fields(getattr(seg, n), ENCODINGS[n]) for n in frames[i][2] if n in ENCODINGS}
-                done.append((i, FrameResult(view, fields, seg.known_mask, found)))
+            done = [(i, frames[i][0].result(view, seg, found, frames[i][2]))
+                    for (i, view, _, found), seg in zip(group, segs)]
             for i, result in done:
                 results[i] = result
         except Exception as exc:  # noqa: BLE001 - counted and shown in /diagnostics; the node carries on
@@ -122,8 +133,19 @@ def process_batch(segmenter: Segmenter, frames: Sequence[tuple[FramePipeline, by
     return results
 
 
+def apply_policy(policy: str, seg: Segmentation | None) -> bool:
+    """A flagged frame under degraded_policy or shift_policy (the same three choices): True for
+    drop (nothing published); unknown turns `seg`'s cost and what the ground outputs project all
+    unknown; publish leaves it as it is (flagged in /diagnostics only)."""
+    if policy == "drop":
+        return True
+    if policy == "unknown" and seg is not None:
+        _all_unknown(seg)
+    return False
+
+
 def _all_unknown(seg: Segmentation) -> None:
-    """degraded_policy unknown: the frame's cost and what the ground outputs project, all unknown."""
+    """The frame's cost and what the ground outputs project, all unknown."""
     if seg.cost is not None:
         seg.cost = np.full_like(seg.cost, UNKNOWN_COST)
     if seg.known_mask is not None:
@@ -148,6 +170,8 @@ class FrameNotes:
             kind, found = "bad", ("warning", f"skipping bad frame on {health.topic}: {health.last_bad}")
         elif result.conditions:
             kind, found = "degraded", ("warning", f"camera degraded on {health.topic}: {health.last_degraded}")
+        elif result.shifted:
+            kind, found = "shifted", ("warning", f"{health.last_shift} on {health.topic}")
         else:
             return None
         now = self.clock()
