@@ -45,6 +45,12 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     options.add_ignore_unknown(p, "score unknown raw IDs as ignore")
     options.add_min_confidence(p, "as the node's parameter: report the share of pixels known and how often those "
                                f"are right (default {DEFAULT_MIN_CONFIDENCE})")
+    p.add_argument("--novelty", action="store_true",
+                   help="score the model's novelty image and what the node publishes on novel and ordinary pixels "
+                        "of a split folder with Novelty/ masks (offroad-seg synth --novel-objects), or of each such "
+                        "split folder below it; needs the model's novelty statistics (offroad-seg novelty MODEL DATA)")
+    p.add_argument("--novel-threshold", type=float, metavar="LEVEL",
+                   help="with --novelty: as the node's parameter (default: the node's, config/segment.yaml; 0 = off)")
     options.add_quiet(p)
     options.add_force(p, REPLACE_REPORT)
 
@@ -54,6 +60,10 @@ def _eval(args: argparse.Namespace) -> int:
     from offroad_seg_ros.evaluation.evaluate import evaluate
     from offroad_seg_ros.evaluation.report import summary_table, write_report
 
+    if args.novelty:
+        return _eval_novelty(args)
+    if args.novel_threshold is not None:
+        raise ValueError("--novel-threshold is for --novelty")
     if args.compare is not None:
         if args.predictions is not None:
             raise ValueError("--compare runs a second model; it cannot be used with --predictions "
@@ -81,6 +91,27 @@ def _eval(args: argparse.Namespace) -> int:
     run_info = metrics["run"]
     print(f"\n{run_info['frames_scored']} frames scored, unmatched {run_info['unmatched'] or 0}, "
           f"skipped {run_info['skipped']}; {run_info['fps']:.1f} frames/s; report: {out}/report.md")
+    return 0
+
+
+def _eval_novelty(args: argparse.Namespace) -> int:
+    """`eval SPLIT --model MODEL --novelty`: the novelty report (evaluation/novelty_report.py)."""
+    from offroad_seg_ros.evaluation.novelty_report import OVERALL, REPORT_MD, evaluate_novelty, write_novelty_report
+
+    if args.predictions is not None or args.compare is not None:
+        raise ValueError("--novelty runs one model: it cannot be used with --predictions or --compare")
+    if args.model is None:
+        raise ValueError("--novelty needs --model: the model artifact whose novelty image to score")
+    out = options.out_dir(args)
+    result = evaluate_novelty(args.source, args.model, novel_threshold=args.novel_threshold,
+                              min_confidence=args.min_confidence, device=args.device, precision=args.precision,
+                              backend=args.backend, threads=args.threads, limit=args.limit,
+                              ignore_unknown=args.ignore_unknown, progress=not args.quiet)
+    write_novelty_report(out, result, force=args.force)
+    s = result.overall.summary()
+    print(f"{s['frames']} frames: AUROC {s['auroc']:.3f}, FPR@95%TPR {s['fpr_at_95_tpr']:.3f}; novel pixels "
+          f"{100 * s['novel']['lethal']:.1f}% lethal, {100 * s['novel']['passable']:.1f}% passable; ordinary "
+          f"false alarms {100 * s['ordinary']['false_alarm_rate']:.1f}% ({OVERALL}); report: {out}/{REPORT_MD}")
     return 0
 
 
