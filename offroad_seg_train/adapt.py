@@ -217,7 +217,7 @@ def adapt(model_dir: str | Path, target_source: str | Path, out: str | Path, sou
         "method": "input statistics matched to the target; EMA-teacher self-training with per-class "
                   "thresholds, strong augmentation and source replay (docs/adaptation.md)",
     }
-    written = _write(out, art, pre, adapted, calibration, provenance, target, force, stage)
+    written = _write(out, art, pre, adapted, calibration, provenance, target, source, force, stage)
     before = {"source_val": src_before.summary(), "footprints_lethal": fp_before}
     after = {"source_val": src_after.summary(), "footprints_lethal": fp_after}
     return AdaptResult(written, gate, before, after, provenance)
@@ -245,14 +245,21 @@ def _temperature(model: torch.nn.Module, pre: Any, images: list[np.ndarray], mas
 
 
 def _write(out: Path, parent: Artifact, pre: Any, model: torch.nn.Module, calibration: dict[str, Any],
-           provenance: dict[str, Any], target: TargetFrames, force: bool, stage: Callable[[str], None]) -> Path:
-    """The adapted artifact, whole or not at all: staged beside `out`, int8 re-quantized there."""
+           provenance: dict[str, Any], target: TargetFrames, source: str | Path, force: bool,
+           stage: Callable[[str], None]) -> Path:
+    """The adapted artifact, whole or not at all: staged beside `out`, the novelty statistics
+    refitted (on the source's train split, thresholds on its val split, as for an export) and
+    int8 re-quantized there."""
     name = f"{parent.name}-adapted"
     art = Artifact(parent.spec, parent.classes, pre, name=name, training=parent.training,
                    calibration=calibration, extra={"provenance": provenance})
     with atomic_directory(out, force) as staged:
         stage(f"writing {out}" + (" with model.onnx" if parent.has_onnx else ""))
-        save_artifact(staged, art, model, onnx=parent.has_onnx)
+        save_artifact(staged, art, model, onnx=parent.has_onnx and parent.novelty is None)
+        if parent.novelty is not None:
+            from offroad_seg_ros.tools.novelty import fit_novelty
+
+            fit_novelty(staged, source, onnx=parent.has_onnx, rank=int(parent.novelty.get("rank", 0)), stage=stage)
         if "int8" in parent.extra:
             from offroad_seg_ros.tools.quantize import quantize
 

@@ -9,6 +9,7 @@ import shutil
 from dataclasses import replace
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -17,6 +18,7 @@ from offroad_seg_ros.core.calibration import CalibrationAccumulator
 from offroad_seg_ros.core.model import build_model
 from offroad_seg_ros.core.preprocess import Preprocess
 from offroad_seg_ros.data.dataset import IMAGE_DIR, MASK_DIR, list_samples, read_image, write_png_atomic
+from offroad_seg_ros.tools.novelty import fit_novelty
 from offroad_seg_train.adapt import AdaptSettings, GateRefused, adapt, parent_id
 from offroad_seg_train.adapt_data import AdaptCrops, matched_preprocess, pixel_statistics, read_source
 from offroad_seg_train.gate import GateSettings, collapse_check, source_check
@@ -55,6 +57,7 @@ def world(tmp_path_factory, synth_root, table):
                    table, pre, name="desert")
     parent = save_artifact(root / "parent", art, module.student.eval())
     with_onnx = save_artifact(root / "parent_onnx", replace(art, name="desert"), module.student.eval(), onnx=True)
+    fit_novelty(with_onnx, synth_root, fit_frames=4, frames=3)
     target = root / "target"
     target.mkdir()
     for s in list_samples(synth_root / "train"):
@@ -115,6 +118,10 @@ def test_the_artifact_records_parent_data_settings_and_gate(world, tmp_path):
     assert art.has_onnx and art.calibration["split"] == "source val" and art.calibration["temperature"] > 0
     # The input normalisation is the new place's (matched), and differs from the parent's.
     assert art.preprocess.mean != parent.preprocess.mean
+    # The novelty statistics refitted through the adapted network, and its model.onnx computes the score.
+    assert art.novelty is not None and parent.novelty is not None
+    assert art.novelty["pixel_quantiles"]["values"] != parent.novelty["pixel_quantiles"]["values"]
+    assert [o.name for o in ort.InferenceSession(str(art.onnx_path)).get_outputs()] == ["logits", "novelty"]
 
 
 def test_the_gate_refuses_a_model_that_loses_source_accuracy(world, tmp_path):

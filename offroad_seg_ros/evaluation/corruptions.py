@@ -12,7 +12,7 @@ the driver repeats a frame instead of delivering the next ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,15 +147,20 @@ CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in [
 FROZEN_REPEATS = (2, 3, 4, 6, 8)
 
 
+def check_corruption(registry: Mapping[str, Any], name: str, severity: int) -> Any:
+    """`registry[name]`, or a ValueError naming the unknown corruption or severity."""
+    if name not in registry:
+        raise ValueError(f"unknown corruption {name!r}; choose from {', '.join(registry)}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
+    return registry[name]
+
+
 def corrupt_stream(frames: Iterable[Any], name: str, severity: int, seed: int = 0,
                    image: Callable[[Any], np.ndarray] = lambda f: f.image) -> Iterator[tuple[Any, np.ndarray, bool]]:
     """(frame, its corrupted RGB image, whether that image repeats an earlier one) for
     each frame. The frame itself is untouched (its ground truth stays the truth)."""
-    if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)}")
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
-    c = CORRUPTIONS[name]
+    c = check_corruption(CORRUPTIONS, name, severity)
     if name == "frozen":
         repeats, held = FROZEN_REPEATS[severity - 1], None
         for i, frame in enumerate(frames):

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from offroad_seg_ros.evaluation import corruptions as tuning
-from offroad_seg_ros.evaluation.corruptions import MIDDLE, SEVERITIES, Corruption
+from offroad_seg_ros.evaluation.corruptions import MIDDLE, SEVERITIES, Corruption, check_corruption
 
 __all__ = ["CORRUPTIONS", "DEFAULT_RENDERINGS", "MIDDLE", "RENDERINGS", "SEVERITIES", "corrupt_stream",
            "corruption_set"]
@@ -391,11 +391,7 @@ def corrupt_stream(frames: Iterable[Any], name: str, severity: int, seed: int = 
                    image: Callable[[Any], np.ndarray] = lambda f: f.image) -> Iterator[tuple[Any, np.ndarray, bool]]:
     """As corruptions.corrupt_stream, with this module's renderings: (frame, its corrupted RGB
     image, whether that image repeats an earlier one) for each frame; the frame is untouched."""
-    if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)}")
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
-    c = CORRUPTIONS[name]
+    c = check_corruption(CORRUPTIONS, name, severity)
     if name == "frozen":
         yield from _frozen_stream(frames, severity, seed, image)
         return

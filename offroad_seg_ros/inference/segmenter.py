@@ -87,8 +87,10 @@ class Segmenter:
     (the artifact's `novelty` record, tools/novelty.py): pixels scoring above it, or predicted
     Sky well below the horizon, are novel: cost `novel_cost`, known_mask the class table's
     novel_index; the mask keeps its argmax. 0 = off.
-    shift_threshold: a quantile level of the frame shift score on validation frames: a frame
-    above it is `shifted`. 0 = off.
+    shift_threshold: a multiple of the highest shift score (a frame's mean novelty score) of
+    the validation frames: a frame above it is `shifted`. 0 = off. The default's choice:
+    docs/trust.md. Both thresholds need the artifact's novelty statistics; without them
+    they are inactive and `novelty_status` says why.
     """
 
     def __init__(
@@ -104,9 +106,9 @@ class Segmenter:
         threads: int = 0,
         min_confidence: float = 0.0,
         model_input_width: int = 0,
-        novel_threshold: float = 0.0,
+        novel_threshold: float = 0.999,
         novel_cost: int = 254,
-        shift_threshold: float = 0.0,
+        shift_threshold: float = 1.3,
     ):
         if not 0.0 <= overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be within 0..1, got {overlay_alpha}")
@@ -137,24 +139,29 @@ class Segmenter:
             self.warm_up(warmup_size)
 
     def _novelty_limits(self, novel_threshold: float, novel_cost: int, shift_threshold: float) -> None:
-        """The score limits at the asked quantile levels, from the artifact's novelty record."""
-        record = self.artifact.novelty
-        for name, level in (("novel_threshold", novel_threshold), ("shift_threshold", shift_threshold)):
-            if not 0.0 <= level < 1.0:
-                raise ValueError(f"{name} must be a quantile level in [0, 1) (0 = off), got {level}")
-            if level and record is None:
-                raise ValueError(f"{name} {level} needs novelty statistics in {self.artifact.path}: "
-                                 f"fit them with `offroad-seg novelty {self.artifact.path} DATA_ROOT`")
+        """The score limits the thresholds name, from the artifact's novelty record. An artifact
+        without one runs without them (`novelty_status` says so): a robot keeps its older models."""
+        if not 0.0 <= novel_threshold < 1.0:
+            raise ValueError(f"novel_threshold must be a quantile level in [0, 1) (0 = off), got {novel_threshold}")
+        if shift_threshold < 0:
+            raise ValueError(f"shift_threshold must be >= 0 (a multiple of the validation frames' highest "
+                             f"shift score; 0 = off), got {shift_threshold}")
         if not 0 <= novel_cost <= 255:
             raise ValueError(f"novel_cost must be within 0..255, got {novel_cost}")
+        record = self.artifact.novelty
+        self.sky = self.classes.sky_index
         self.novel_cost = novel_cost
         self.novel_limit = self.shift_limit = self.novelty_scale = None
-        if record is not None:
-            pixels = record["pixel_quantiles"]
-            self.novel_limit = threshold_at(pixels, novel_threshold) if novel_threshold else None
-            self.shift_limit = threshold_at(record["frame_quantiles"], shift_threshold) if shift_threshold else None
-            self.novelty_scale = self.novel_limit or threshold_at(pixels, NOVELTY_IMAGE_LEVEL)
-        self.sky = self.classes.sky_index
+        self.novelty_status = "off" if not (novel_threshold or shift_threshold) else "on"
+        if record is None:
+            if novel_threshold or shift_threshold:
+                self.novelty_status = (f"unavailable: {self.artifact.path} has no novelty statistics (fit them "
+                                       f"with `offroad-seg novelty {self.artifact.path} DATA_ROOT`)")
+            return
+        pixels = record["pixel_quantiles"]
+        self.novel_limit = threshold_at(pixels, novel_threshold) if novel_threshold else None
+        self.shift_limit = shift_threshold * threshold_at(record["frame_quantiles"], 1.0) if shift_threshold else None
+        self.novelty_scale = self.novel_limit or threshold_at(pixels, NOVELTY_IMAGE_LEVEL)
 
     def warm_up(self, size: tuple[int, int] = (540, 960)) -> None:
         """One frame of `size` (H, W) through every output: allocations, kernel

@@ -42,11 +42,12 @@ class ModelInfo:
     path: str  # as the `model` parameter names it
     id: str  # <artifact name>@<12 hex digits of weights.safetensors' sha256> (@<path> without that file)
     parent: str  # the artifact it was adapted from (its model.json's provenance.parent); "" if unrecorded
+    novelty: str  # the novelty checks: on | off | unavailable: why (Segmenter.novelty_status)
 
     @classmethod
     def of(cls, seg: Segmenter, path: str) -> ModelInfo:
         art = seg.artifact
-        return cls(path, f"{art.name}@{art.weights_digest() or art.path}", art.parent or "")
+        return cls(path, f"{art.name}@{art.weights_digest() or art.path}", art.parent or "", seg.novelty_status)
 
 
 class ModelSwap:
@@ -100,7 +101,7 @@ class ModelSwap:
             status = {LOADING: f"loading {self.loading}", READY: f"switching to {self.loading}",
                       FAILED: f"failed: {self.reason}"}.get(state, IDLE)
         values = [*values, ("model_id", info.id), ("model_parent", info.parent or "none"),
-                  ("model_swaps", str(swaps)), ("model_swap", status)]
+                  ("model_swaps", str(swaps)), ("model_swap", status), ("novelty", info.novelty)]
         if state == FAILED and level < WARN:
             level, message = WARN, f"model_swap: {status}"
         return level, message, values

@@ -161,6 +161,8 @@ class SegmentationNode(LifecycleNodeMixin, Node):
         self.get_logger().info("warming up" + (" (compiling: this takes a while the first time)"
                                                if p["compile"] else ""))
         self.worker.call(seg.warm_up, interrupt)
+        if seg.novelty_status.startswith("unavailable"):
+            self.get_logger().warning(f"novelty checks {seg.novelty_status}")
         self.swap = ModelSwap(seg, p["model"], self.worker, lambda path: load_segmenter(path, p), p["compile"],
                               users=lambda: [self, *(cam.pipeline for cam in self.cameras.values())])
         self.pubs["diagnostics"] = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 1)

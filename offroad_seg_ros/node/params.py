@@ -112,9 +112,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                         "`offroad-seg novelty MODEL DATA`"),
     "novel_cost": (_runtime("novel_cost"), "cost of a novel pixel in ~/cost and on the ground outputs "
                    "(254 = lethal; 255 = unknown)"),
-    "shift_threshold": (_runtime("shift_threshold"), "quantile level of validation frames' shift score (their mean "
-                        "novelty score): a frame above it is unlike the training data, flagged in /diagnostics "
-                        "and handled by shift_policy; 0 = off; needs `offroad-seg novelty MODEL DATA`"),
+    "shift_threshold": (_runtime("shift_threshold"), "a multiple of the highest shift score (a frame's mean novelty "
+                        "score) of the validation frames: a frame above it is unlike the training data, flagged "
+                        "in /diagnostics and handled by shift_policy; 0 = off; needs `offroad-seg novelty MODEL "
+                        "DATA` (without it: off, /diagnostics `novelty` says so)"),
     "shift_policy": ("publish", "a frame above shift_threshold: publish (flagged in /diagnostics only) | unknown "
                      "(cost and ground outputs all unknown) | drop (nothing published)"),
     **{f"check_{name}": (getattr(CheckThresholds, name), text) for name, text in _CHECKS.items()},

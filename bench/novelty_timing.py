@@ -1,0 +1,68 @@
+"""What the novelty score costs per frame on the CPU: the same artifact with and without its
+novelty statistics, on each CPU runtime, the node's outputs (mask, cost, known_mask) at 960x540,
+interleaved so that both see the same machine load. Writes JSON (--out); figures: bench/RESULTS.md.
+
+    python bench/novelty_timing.py --model demo-out/model --frames 30 --out bench/novelty_timing.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from offroad_seg_ros.core.artifact import NOVELTY
+from offroad_seg_ros.inference.segmenter import Segmenter
+from offroad_seg_train.synth import TEST_BIOME, render_scene
+
+OUTPUTS = ("mask", "cost", "known_mask")
+RUNTIMES = (("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "int8"))
+
+
+def _time(seg: Segmenter, frames: list[np.ndarray]) -> float:
+    start = time.perf_counter()
+    seg(frames[0], OUTPUTS)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="artifact with novelty statistics (offroad-seg novelty)")
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--out", type=Path, default=Path("bench/novelty_timing.json"))
+    args = p.parse_args(argv)
+    model = Path(args.model)
+    if not (model / NOVELTY).is_file():
+        raise SystemExit(f"{model} has no {NOVELTY}: run `offroad-seg novelty {model} DATA` first")
+    frames = [render_scene(np.random.default_rng(i), TEST_BIOME)[0] for i in range(4)]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "plain"  # the same weights without the statistics: the network alone
+        shutil.copytree(model, plain, ignore=shutil.ignore_patterns(NOVELTY))
+        for backend, precision in RUNTIMES:
+            try:
+                segs = {name: Segmenter(path, backend=backend, precision=precision, device="cpu")
+                        for name, path in (("without", plain), ("with", model))}
+            except Exception as exc:  # noqa: BLE001 - a runtime this artifact lacks (no ONNX, no int8): skipped
+                results[f"{backend} {precision}"] = {"skipped": str(exc)}
+                continue
+            times: dict[str, list[float]] = {"without": [], "with": []}
+            for i in range(args.frames):
+                for name in (("without", "with") if i % 2 else ("with", "without")):
+                    times[name].append(_time(segs[name], frames[i % len(frames):]))
+            p50 = {k: 1000 * float(np.median(v)) for k, v in times.items()}
+            results[f"{backend} {precision}"] = {"p50_ms_without": p50["without"], "p50_ms_with": p50["with"],
+                                                 "ratio": p50["with"] / p50["without"]}
+            print(backend, precision, {k: round(v, 3) for k, v in results[f"{backend} {precision}"].items()})
+    args.out.write_text(json.dumps({"model": str(model), "frames": args.frames, "outputs": OUTPUTS,
+                                    "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
