@@ -2,21 +2,24 @@
 novelty statistics, on each CPU runtime, the node's outputs (mask, cost, known_mask) at 960x540,
 interleaved so that both see the same machine load. Writes JSON (--out); figures: bench/RESULTS.md.
 
-    python bench/novelty_timing.py --model demo-out/model --frames 30 --out bench/novelty_timing.json
+    python bench/novelty_timing.py --model demo-out/model --data demo-out/data --out bench/novelty_timing.json
+
+The artifact without the statistics is written afresh from the same weights: its model.onnx (and
+int8 model, quantized on the same split) is the network alone, so the CPU runtimes' figures
+include the score's share of the graph.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from offroad_seg_ros.core.artifact import NOVELTY
+from offroad_seg_ros.core.artifact import INT8_XML, NOVELTY, load_artifact, save_artifact
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_train.synth import TEST_BIOME, render_scene
 
@@ -30,9 +33,22 @@ def _time(seg: Segmenter, frames: list[np.ndarray]) -> float:
     return time.perf_counter() - start
 
 
+def _plain_copy(model: Path, out: Path, data: str) -> Path:
+    """The same weights without the statistics: the network alone, in every runtime the artifact has."""
+    art, net = load_artifact(model)
+    art.extra = {k: v for k, v in art.extra.items() if k not in ("novelty", "int8")}
+    save_artifact(out, art, net, onnx=art.has_onnx)
+    if (model / INT8_XML).is_file():
+        from offroad_seg_ros.tools.quantize import quantize_artifact
+
+        quantize_artifact(out, data)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="artifact with novelty statistics (offroad-seg novelty)")
+    p.add_argument("--data", required=True, help="its dataset: the int8 model of the plain copy is calibrated on val")
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--out", type=Path, default=Path("bench/novelty_timing.json"))
     args = p.parse_args(argv)
@@ -42,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = [render_scene(np.random.default_rng(i), TEST_BIOME)[0] for i in range(4)]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "plain"  # the same weights without the statistics: the network alone
-        shutil.copytree(model, plain, ignore=shutil.ignore_patterns(NOVELTY))
+        plain = _plain_copy(model, Path(tmp) / "plain", args.data)
         for backend, precision in RUNTIMES:
             try:
                 segs = {name: Segmenter(path, backend=backend, precision=precision, device="cpu")
