@@ -18,6 +18,7 @@ from rosutil import Peer, image_array, image_cdr, random_rgb
 from sensor_msgs.msg import Image
 
 from offroad_seg_ros.node import node as node_module
+from offroad_seg_ros.node import params as params_module
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ def test_model_loads_and_runs_on_the_worker_thread(make_node, ros, monkeypatch):
             threads.append(("run", threading.get_ident()))
             return super().segment_batch(*args, **kwargs)
 
-    monkeypatch.setattr(node_module, "Segmenter", Recording)
+    monkeypatch.setattr(params_module, "Segmenter", Recording)  # node/params.py's load_segmenter builds it
     node = make_node()
     _send(ros, node, image_cdr(random_rgb()))
     assert [k for k, _ in threads] == ["load", "run", "run"]  # load, warm-up, the frame

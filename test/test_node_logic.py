@@ -388,13 +388,13 @@ def test_frame_notes_throttle_each_kind_on_its_own():
 
     now = [100.0]
     notes, health = FrameNotes(period=5.0, clock=lambda: now[0]), Health("/image")
-    degraded = NS(conditions=["frozen"])
+    degraded = NS(conditions=["frozen"], shifted=False)
     health.last_degraded, health.last_bad = "frozen: the same image 2 times in a row", "unsupported encoding 'xyz9'"
     assert notes.note(degraded, health, 0) == ("warning", f"camera degraded on /image: {health.last_degraded}")
     assert notes.note(None, health, 0) == ("warning", "skipping bad frame on /image: unsupported encoding 'xyz9'")
     assert notes.note(degraded, health, 0) is None and notes.note(None, health, 0) is None  # within 5 s
     health.failed, health.last_failure = 1, "RuntimeError: boom"
     assert notes.note(None, health, 0) == ("error", "inference failed: RuntimeError: boom")
-    assert notes.note(NS(conditions=[]), health, 1) is None  # a frame processed as it should be
+    assert notes.note(NS(conditions=[], shifted=False), health, 1) is None  # a frame processed as it should be
     now[0] += 5.0
     assert notes.note(degraded, health, 0) is not None
