@@ -265,7 +265,11 @@ class Segmenter:
         if gated:
             assert conf is not None
             unsure = conf < self.min_level
-        novel = self._novel(labels, novelty) if "cost" in outputs or "known_mask" in outputs else None
+        gates = "cost" in outputs or "known_mask" in outputs
+        # The sky cue once, for both the novel pixels and the novelty image, and only for them.
+        cued = self.novel_limit is not None and (gates or "novelty" in outputs)
+        sky_cue = sky_below_horizon(labels, self.sky) if cued and self.sky is not None else None
+        novel = self._novel(novelty, sky_cue) if gates else None
         device_out: dict[str, torch.Tensor] = {}
         if "mask" in outputs:
             device_out["mask"] = labels
@@ -288,7 +292,7 @@ class Segmenter:
             assert conf is not None  # asked for, so the backend made it
             device_out["confidence"] = conf
         if "novelty" in outputs:
-            device_out["novelty"] = self._novelty_image(novelty, labels, novel)
+            device_out["novelty"] = self._novelty_image(novelty, sky_cue)
         per_frame = self._per_frame(novel, shift)
         host = {k: v.to("cpu", non_blocking=True) for k, v in device_out.items()}
         if self.device.type == "cuda":
@@ -297,7 +301,7 @@ class Segmenter:
                                          **{k: v[i] for k, v in per_frame.items()}} for i in range(len(images))]
         return [Segmentation(**f) for f in fields]
 
-    def _novel(self, labels: torch.Tensor, novelty: torch.Tensor | None) -> torch.Tensor | None:
+    def _novel(self, novelty: torch.Tensor | None, sky_cue: torch.Tensor | None) -> torch.Tensor | None:
         """(B, H, W) bool: pixels above the novel threshold, or Sky well below the horizon; None
         with novel_threshold off."""
         if self.novel_limit is None:
@@ -307,19 +311,16 @@ class Segmenter:
                                "its model.onnx predates the novelty statistics; re-export it "
                                f"(`offroad-seg novelty {self.artifact.path} DATA_ROOT` does)")
         novel = novelty > self.novel_limit
-        return novel if self.sky is None else novel | sky_below_horizon(labels, self.sky)
+        return novel if sky_cue is None else novel | sky_cue
 
-    def _novelty_image(self, novelty: torch.Tensor | None, labels: torch.Tensor,
-                       novel: torch.Tensor | None) -> torch.Tensor:
+    def _novelty_image(self, novelty: torch.Tensor | None, sky_cue: torch.Tensor | None) -> torch.Tensor:
         """uint8: 128 x score / the novel threshold (else the ordinary pixels' 0.99 quantile), 255 where the
         sky cue flags a pixel."""
         if novelty is None or self.novelty_scale is None:
             raise ValueError(f"output novelty needs novelty statistics in {self.artifact.path}: "
                              f"fit them with `offroad-seg novelty {self.artifact.path} DATA_ROOT`")
         image = (novelty.float() * (128.0 / self.novelty_scale)).clamp(0, 255).round().to(torch.uint8)
-        if novel is not None and self.sky is not None:
-            image = image.masked_fill(sky_below_horizon(labels, self.sky), 255)
-        return image
+        return image if sky_cue is None else image.masked_fill(sky_cue, 255)
 
     def _per_frame(self, novel: torch.Tensor | None, shift: torch.Tensor | None) -> dict[str, list]:
         """The Segmentation's per-frame numbers, as lists over the batch."""
