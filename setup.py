@@ -62,6 +62,7 @@ setup(
             "export = offroad_seg_train.commands:EXPORT",
             "demo = offroad_seg_train.commands:DEMO",
             "adapt = offroad_seg_train.commands:ADAPT",
+            "outlier-head = offroad_seg_train.commands:OUTLIER_HEAD",
         ],
     },
 )

@@ -46,6 +46,7 @@ from offroad_seg_ros.data.dataset import (  # noqa: E402
 )
 from offroad_seg_ros.evaluation.novelty import NoveltyHistogram  # noqa: E402
 from offroad_seg_ros.evaluation.report import jsonable  # noqa: E402
+from offroad_seg_ros.inference.novelty_net import OutlierHead, outlier_head_of  # noqa: E402
 from offroad_seg_ros.inference.novelty_scores import (  # noqa: E402
     FeatureDensity,
     FeatureDensityFit,
@@ -127,14 +128,20 @@ def sky_flags(o: NetworkOutputs, sky: int) -> torch.Tensor:
 
 
 def candidates(temperature: float, densities: dict[str, FeatureDensity], sky: int,
-               sky_high: dict[str, float]) -> dict[str, Score]:
+               sky_high: dict[str, float], head: OutlierHead | None = None) -> dict[str, Score]:
     """name -> score of the network's outputs at the frame's size. `sky_high` is filled in once the
-    ranges are known: the score a pixel flagged by the sky cue gets at least (its range's top)."""
+    ranges are known: the score a pixel flagged by the sky cue gets at least (its range's top).
+    `head`: the artifact's outlier head (offroad-seg outlier-head), a candidate of its own."""
     scores: dict[str, Score] = {
         "max_softmax": lambda o: to_frame(max_softmax(o.logits, temperature), o),
         "max_logit": lambda o: to_frame(max_logit(o.logits), o),
         "energy": lambda o: to_frame(energy(o.logits), o),
     }
+    if head is not None:
+        def head_score(o: NetworkOutputs) -> torch.Tensor:
+            with torch.no_grad():
+                return to_frame(head(o.features.float())[:, 0], o)
+        scores["outlier_head"] = head_score
     def density_score(d: FeatureDensity) -> Score:
         return lambda o: to_frame(d.score(o.features), o)
 
@@ -260,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         densities[f"density_rank{LOW_RANK}"] = fit.finish(min(LOW_RANK, fit.sum.shape[1] - 1), MIN_CELLS)
         sky_high: dict[str, float] = {}
         sky = art.classes.index_of("Sky")
-        scores = candidates(art.temperature, densities, sky, sky_high)
+        head = outlier_head_of(art)
+        scores = candidates(art.temperature, densities, sky, sky_high, head)
         base = {n: f for n, f in scores.items() if not n.endswith("+sky")}
         ranges = score_ranges(model, art, splits[0], base)
         ranges.update({f"{n}+sky": ranges[n] for n in densities})

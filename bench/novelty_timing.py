@@ -1,6 +1,7 @@
 """What the novelty score costs per frame on the CPU: the same artifact with and without its
 novelty statistics, on each CPU runtime, the node's outputs (mask, cost, known_mask) at 960x540,
-interleaved so that both see the same machine load. Writes JSON (--out); figures: bench/RESULTS.md.
+interleaved so that both see the same machine load; and how far each runtime's novel mask agrees
+with torch fp32's on the same frames. Writes JSON (--out); figures: bench/RESULTS.md.
 
     python bench/novelty_timing.py --model demo-out/model --data demo-out/data --out bench/novelty_timing.json
 
@@ -33,6 +34,11 @@ def _time(seg: Segmenter, frames: list[np.ndarray]) -> float:
     return time.perf_counter() - start
 
 
+def _novel_masks(seg: Segmenter, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Each frame's novel pixels, as the node's known_mask marks them."""
+    return [seg(f, ("known_mask",)).known_mask == seg.classes.novel_index for f in frames]
+
+
 def _plain_copy(model: Path, out: Path, data: str) -> Path:
     """The same weights without the statistics: the network alone, in every runtime the artifact has."""
     art, net = load_artifact(model)
@@ -56,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (model / NOVELTY).is_file():
         raise SystemExit(f"{model} has no {NOVELTY}: run `offroad-seg novelty {model} DATA` first")
     frames = [render_scene(np.random.default_rng(i), TEST_BIOME)[0] for i in range(4)]
-    results = {}
+    results: dict[str, dict] = {}
+    novel_masks: dict[str, list[np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         plain = _plain_copy(model, Path(tmp) / "plain", args.data)
         for backend, precision in RUNTIMES:
@@ -71,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                 for name in (("without", "with") if i % 2 else ("with", "without")):
                     times[name].append(_time(segs[name], frames[i % len(frames):]))
             p50 = {k: 1000 * float(np.median(v)) for k, v in times.items()}
+            novel_masks[f"{backend} {precision}"] = masks = _novel_masks(segs["with"], frames)
+            reference = novel_masks["torch fp32"]
+            agree = float(np.mean([(a == b).mean() for a, b in zip(masks, reference)]))
             results[f"{backend} {precision}"] = {"p50_ms_without": p50["without"], "p50_ms_with": p50["with"],
-                                                 "ratio": p50["with"] / p50["without"]}
+                                                 "ratio": p50["with"] / p50["without"],
+                                                 "novel_mask_agreement_with_torch_fp32": agree}
             print(backend, precision, {k: round(v, 3) for k, v in results[f"{backend} {precision}"].items()})
     args.out.write_text(json.dumps({"model": str(model), "frames": args.frames, "outputs": OUTPUTS,
                                     "results": results}, indent=2) + "\n")

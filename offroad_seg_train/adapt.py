@@ -257,9 +257,12 @@ def _write(out: Path, parent: Artifact, pre: Any, model: torch.nn.Module, calibr
         stage(f"writing {out}" + (" with model.onnx" if parent.has_onnx else ""))
         save_artifact(staged, art, model, onnx=parent.has_onnx and parent.novelty is None)
         if parent.novelty is not None:
+            # The adapted network's features are not the parent's: the outlier head is trained anew.
             from offroad_seg_ros.tools.novelty import fit_novelty
+            from offroad_seg_train.outlier_head import fit_with_outlier_head
 
-            fit_novelty(staged, source, onnx=parent.has_onnx, rank=int(parent.novelty.get("rank", 0)), stage=stage)
+            refit = fit_with_outlier_head if parent.novelty.get("outlier_head") else fit_novelty
+            refit(staged, source, onnx=parent.has_onnx, rank=int(parent.novelty.get("rank", 0)), stage=stage)
         if "int8" in parent.extra:
             from offroad_seg_ros.tools.quantize import quantize
 

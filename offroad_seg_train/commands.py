@@ -199,3 +199,32 @@ def _adapt(args: argparse.Namespace) -> int:
 
 ADAPT = Command("adapt", "adapt a model to a new place from its unlabelled frames (bag or folder), gated", rank=45,
                 add_arguments=_adapt_arguments, run=_adapt)
+
+
+def _outlier_head_arguments(p: argparse.ArgumentParser) -> None:
+    from offroad_seg_ros.cli.models import novelty_arguments
+    from offroad_seg_train.outlier_head import HeadSettings
+
+    novelty_arguments(p)
+    d = HeadSettings()
+    p.add_argument("--head-frames", type=int, default=d.frames,
+                   help=f"fit-split frames the outliers are pasted into (default {d.frames})")
+    p.add_argument("--head-steps", type=int, default=d.steps, help=f"training steps of the head (default {d.steps})")
+    options.add_seed(p)
+
+
+def _outlier_head(args: argparse.Namespace) -> int:
+    from offroad_seg_ros.cli.models import report_novelty
+    from offroad_seg_train.outlier_head import HeadSettings, fit_with_outlier_head
+
+    settings = HeadSettings(frames=args.head_frames, steps=args.head_steps, seed=args.seed)
+    with stages(args.quiet) as report:
+        record = fit_with_outlier_head(args.artifact, args.data, settings, stage=report.stage,
+                                       fit_split=args.fit_split, split=args.split, fit_frames=args.fit_frames,
+                                       frames=args.frames, rank=args.rank)
+    report_novelty(args, record)
+    return 0
+
+
+OUTLIER_HEAD = Command("outlier-head", "train an artifact's outlier head (outlier exposure), then refit its "
+                       "novelty statistics with it", rank=56, add_arguments=_outlier_head_arguments, run=_outlier_head)

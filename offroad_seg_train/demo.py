@@ -13,11 +13,15 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from offroad_seg_ros.core.resources import config_path
 from offroad_seg_ros.data.dataset import IMAGE_DIR
+
+if TYPE_CHECKING:
+    from .outlier_head import HeadSettings
 
 SMALL = {"train": 60, "val": 10, "test": 10}
 FULL = {"train": 320, "val": 40, "test": 40}
@@ -76,9 +80,10 @@ def write_preview(model: Path, image_path: Path, out: Path, device: str = "auto"
 
 
 def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = False, force: bool = False,
-             seed: int = 0, counts: dict[str, int] | None = None, train_args: list[str] | None = None) -> dict:
-    """Run the five stages; `counts` and `train_args` (extra LightningCLI
-    arguments) shrink the run, e.g. for the end-to-end test."""
+             seed: int = 0, counts: dict[str, int] | None = None, train_args: list[str] | None = None,
+             outlier_head: HeadSettings | None = None) -> dict:
+    """Run the five stages; `counts`, `train_args` (extra LightningCLI arguments) and
+    `outlier_head` shrink the run, e.g. for the end-to-end test."""
     from offroad_seg_ros.core.classes import ClassTable
     from offroad_seg_ros.data.bag import write_bag
     from offroad_seg_ros.evaluation.evaluate import evaluate
@@ -116,9 +121,9 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
     _stage("2/5 train: " + ("reference recipe (config/train.yaml)" if full else "CPU recipe (config/train_cpu.yaml)"),
            lambda: (run_dir / "DONE").is_file(), train, False)
     _stage("3/5 export: best checkpoint -> model artifact, confidence calibrated on val",
-           lambda: _has_temperature(model),
+           lambda: _exported(model),
            lambda: export_checkpoint(_best_checkpoint(run_dir / "checkpoints"), model, name="demo", force=True,
-                                     temperature_data=data), False)
+                                     temperature_data=data, outlier_head=outlier_head), False)
     _stage("4/5 bag: test split -> rosbag2 (mcap)", lambda: (bag / "metadata.yaml").is_file(),
            lambda: write_bag(data / "test", bag, force=True), False)
 
@@ -139,11 +144,13 @@ def run_demo(out: str | Path = "demo-out", device: str = "auto", full: bool = Fa
     return dict(headline(metrics))
 
 
-def _has_temperature(model: Path) -> bool:
-    """Whether `model` is an artifact with a fitted temperature (the export stage's output)."""
+def _exported(model: Path) -> bool:
+    """Whether `model` is an artifact with a fitted temperature and an outlier head (the export
+    stage's output; a demo exported before the head existed is exported again)."""
     from offroad_seg_ros.core.artifact import ArtifactError, read_artifact
 
     try:
-        return "temperature" in read_artifact(model).calibration
+        art = read_artifact(model)
     except ArtifactError:  # not exported yet (or broken): the stage redoes it
         return False
+    return "temperature" in art.calibration and bool((art.novelty or {}).get("outlier_head"))

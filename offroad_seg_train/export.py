@@ -14,6 +14,7 @@ from offroad_seg_ros.core.preprocess import Preprocess
 from offroad_seg_ros.data.dataset import DatasetError, find_split, list_samples, read_image
 
 from .module import CHECKPOINT_KEY, CheckpointMismatch
+from .outlier_head import HeadSettings, fit_with_outlier_head
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -35,11 +36,13 @@ def read_checkpoint(path: str | Path) -> dict:
 def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, force: bool = False,
                       name: str | None = None, temperature_data: str | Path | None = None,
                       stage: Callable[[str], None] | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> Path:
+                      progress: Callable[[int, int], None] | None = None,
+                      outlier_head: HeadSettings | None = None) -> Path:
     """Write the artifact, once and atomically; with `temperature_data` (a dataset
     root or split folder), the confidence's temperature is first fitted on its val
-    split, on the network in memory, and recorded with it, and the novelty score's
-    statistics are then fitted on its train split (tools/novelty.py; model.onnx,
+    split, on the network in memory, and recorded with it, and the novelty scores (the
+    outlier head, offroad_seg_train/outlier_head.py, and the feature density) are then fitted
+    on its train split (tools/novelty.py; model.onnx,
     if asked for, is written with the score). `stage(what)` is told each
     step as it begins, `progress(done, total)` each frame the temperature is fitted on."""
     stage = stage or (lambda _: None)
@@ -52,9 +55,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, onnx: bool = False, for
     stage(f"writing {out}" + (" with model.onnx, checked against PyTorch" if onnx else ""))
     path = save_artifact(out, art, model, onnx=onnx and temperature_data is None, force=force)
     if temperature_data is not None:
-        from offroad_seg_ros.tools.novelty import fit_novelty
-
-        fit_novelty(path, temperature_data, onnx=onnx, stage=stage)
+        fit_with_outlier_head(path, temperature_data, outlier_head or HeadSettings(), onnx=onnx, stage=stage)
     return path
 
 

@@ -14,6 +14,7 @@ from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.tools.temperature import fit_artifact_temperature, fit_temperature
 from offroad_seg_train.export import export_checkpoint
 from offroad_seg_train.module import CHECKPOINT_KEY
+from offroad_seg_train.outlier_head import HeadSettings
 from offroad_seg_train.synth import TEST_BIOME, render_scene
 
 
@@ -89,7 +90,8 @@ def test_export_fits_the_temperature_in_memory_as_on_the_written_artifact(tiny_a
             "classes": art.classes.to_dict(), "preprocess": art.preprocess.to_dict(), "epoch": 0, "global_step": 0}
     ckpt = tmp_path / "tiny.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, CHECKPOINT_KEY: meta}, ckpt)
-    fitted = export_checkpoint(ckpt, tmp_path / "fitted", temperature_data=synth_root)
+    fitted = export_checkpoint(ckpt, tmp_path / "fitted", temperature_data=synth_root,
+                               outlier_head=HeadSettings(frames=4, variants=1, steps=20))
     later = export_checkpoint(ckpt, tmp_path / "later")
     assert read_artifact(later).calibration == {}
     record = fit_artifact_temperature(later, synth_root)

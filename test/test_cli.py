@@ -19,7 +19,7 @@ from astutil import docstrings
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_PACKAGE = "offroad_seg_train"
 RUNTIME_COMMANDS = {"check", "calibrate", "novelty", "quantize", "bag", "eval", "robustness", "replay", "project"}
-TRAINING_COMMANDS = {"synth", "train", "export", "adapt", "demo"}
+TRAINING_COMMANDS = {"synth", "train", "export", "adapt", "demo", "outlier-head"}
 REINSTALL = ("the training commands are entry points (setup.py, group offroad_seg.commands): re-run "
              "`pip install --no-deps --no-build-isolation -e .`, and remove or regenerate (`python setup.py egg_info`) "
              "a stale offroad_seg_ros.egg-info in the repository root, which shadows the installed metadata")

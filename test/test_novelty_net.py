@@ -1,5 +1,5 @@
-"""The novelty score in the artifact and on every backend (inference/novelty_net.py,
-tools/novelty.py, the Segmenter's novel pixels and shift score)."""
+"""The novelty scores in the artifact and on every backend (inference/novelty_net.py,
+tools/novelty.py, offroad_seg_train/outlier_head.py, the Segmenter's novel pixels and shift score)."""
 
 import shutil
 
@@ -9,18 +9,22 @@ import torch
 
 from offroad_seg_ros.core.artifact import read_artifact
 from offroad_seg_ros.data.dataset import list_samples, read_image, split_folder
-from offroad_seg_ros.inference.novelty_net import DensityScore, NoveltyNet, threshold_at
-from offroad_seg_ros.inference.novelty_scores import FeatureDensityFit
+from offroad_seg_ros.inference.novelty_net import PIXEL, SHIFT, DensityScore, NoveltyNet, OutlierHead, threshold_at
+from offroad_seg_ros.inference.novelty_scores import FeatureDensityFit, head_input
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.tools.novelty import fit_novelty
+from offroad_seg_train.outlier_head import HeadSettings, exposure_set, fit_with_outlier_head, train_head
+
+HEAD = HeadSettings(frames=8, variants=2, steps=80)  # small, for the tiny model
 
 
 @pytest.fixture(scope="module")
 def novel_artifact(tiny_artifact, synth_root, tmp_path_factory):
-    """The tiny artifact with its novelty statistics (model.onnx re-exported with the score)."""
+    """The tiny artifact with its outlier head and novelty statistics (model.onnx re-exported
+    with the scores)."""
     art = tmp_path_factory.mktemp("novel") / "art"
     shutil.copytree(tiny_artifact, art, ignore=shutil.ignore_patterns("model_int8.*"))
-    fit_novelty(art, synth_root, fit_frames=8, frames=3)
+    fit_with_outlier_head(art, synth_root, HEAD, fit_frames=8, frames=3)
     return art
 
 
@@ -53,6 +57,7 @@ def test_the_artifact_records_the_statistics_and_thresholds(novel_artifact):
     art = read_artifact(novel_artifact)
     record = art.novelty
     assert record is not None and record["method"] == "feature_density"
+    assert record["pixel_score"] == "outlier_head" and record["outlier_head"]["settings"]["steps"] == HEAD.steps
     for key in ("pixel_quantiles", "frame_quantiles"):
         values = record[key]["values"]
         assert len(values) == len(record[key]["levels"]) and np.all(np.diff(values) >= 0)
@@ -130,15 +135,74 @@ def test_thresholds_need_the_statistics_and_sane_values(tiny_artifact, novel_art
         Segmenter(stale, backend="onnxruntime", novel_threshold=0.99)
 
 
-def test_the_wrapped_network_keeps_its_logits(tiny_artifact):
+def test_the_wrapped_network_keeps_its_logits_and_adds_both_scores(tiny_artifact):
     from offroad_seg_ros.core.artifact import load_artifact
 
     _, net = load_artifact(tiny_artifact)
     x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
+    with torch.no_grad(), head_input(net) as seen:
         before = net(x)
-        fit = FeatureDensityFit(len(read_artifact(tiny_artifact).classes), 128)
-        fit.update(torch.randn(1, 128, 16, 24), torch.zeros(1, 16, 24, dtype=torch.uint8))
-        logits, score = NoveltyNet(net, fit.finish(0, 10))(x)
+    features = seen[-1]
+    fit = FeatureDensityFit(len(read_artifact(tiny_artifact).classes), 128)
+    fit.update(torch.randn(1, 128, 16, 24), torch.zeros(1, 16, 24, dtype=torch.uint8))
+    density = fit.finish(0, 10)
+    torch.manual_seed(0)
+    head = OutlierHead(128).eval()
+    with torch.no_grad():
+        logits, plain = NoveltyNet(load_artifact(tiny_artifact)[1], density)(x)
+        logits_h, scores = NoveltyNet(net, density, head)(x)
+        up = torch.nn.functional.interpolate  # the scores at the logits' resolution, as FPN's head scales
+        want_pixel = up(head(features), size=(64, 96), mode="bilinear", align_corners=False)[:, 0]
+        want_density = up(density.score(features)[:, None], size=(64, 96), mode="bilinear", align_corners=False)[:, 0]
     torch.testing.assert_close(logits, before)
-    assert score.shape == (1, 64, 96) and (score >= 0).all()
+    torch.testing.assert_close(logits_h, before)
+    assert plain.shape == scores.shape == (1, 2, 64, 96)
+    torch.testing.assert_close(plain[:, PIXEL], plain[:, SHIFT])  # without a head the density is the pixel score
+    torch.testing.assert_close(scores[:, SHIFT], want_density, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scores[:, PIXEL], want_pixel, rtol=1e-4, atol=1e-4)
+
+
+def test_the_outlier_head_learns_outliers_it_was_not_trained_on(tiny_artifact, synth_root):
+    """Trained on the train split's pasted frames, the head ranks the outlier cells of the val
+    split's pasted frames (other shapes, other frames) above the ordinary ones; the head as
+    initialised does not. The same seed gives the same head."""
+    from sklearn.metrics import roc_auc_score
+
+    from offroad_seg_ros.core.artifact import load_artifact
+
+    art, net = load_artifact(tiny_artifact)
+    cells = exposure_set(net, art.preprocess, synth_root, "train", HEAD)
+    unseen = exposure_set(net, art.preprocess, synth_root, "val", HeadSettings(variants=3, seed=5))
+
+    def auroc(head: OutlierHead) -> float:
+        with torch.no_grad():
+            scores = torch.cat([head(f[None].float())[0, 0].flatten() for f, _ in unseen])
+        share = torch.cat([s.flatten() for _, s in unseen])
+        keep = (share > 0.5) | (share < 0.01)
+        return float(roc_auc_score((share[keep] > 0.5).numpy(), scores[keep].numpy()))
+
+    head = train_head(cells, HEAD)
+    assert auroc(head) > 0.85
+    assert auroc(train_head(cells, HeadSettings(steps=0))) < 0.75
+    again = train_head(cells, HEAD)
+    for k, v in head.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_a_refit_keeps_the_stored_outlier_head(novel_artifact, synth_root, tmp_path):
+    """`offroad-seg novelty` on an artifact with a head refits the density and the thresholds
+    with the head it has: its weights, its record and its pixel score stay."""
+    from offroad_seg_ros.inference.novelty_net import outlier_head_of
+
+    art = tmp_path / "refit"
+    shutil.copytree(novel_artifact, art, ignore=shutil.ignore_patterns("model_int8.*"))
+    before = read_artifact(art)
+    head = outlier_head_of(before)
+    record = fit_novelty(art, synth_root, fit_frames=2, frames=2, onnx=False)
+    after = read_artifact(art)
+    assert record["pixel_score"] == "outlier_head" and record["fitted_on"]["frames"] == 2
+    assert after.novelty is not None and after.novelty["outlier_head"] == before.novelty["outlier_head"]
+    kept = outlier_head_of(after)
+    assert head is not None and kept is not None
+    for k, v in head.state_dict().items():
+        torch.testing.assert_close(kept.state_dict()[k], v, rtol=0, atol=0)

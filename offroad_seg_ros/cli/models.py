@@ -65,7 +65,7 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _novelty_arguments(p: argparse.ArgumentParser) -> None:
+def novelty_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", type=options.existing_path("model artifact"), help="model artifact directory")
     p.add_argument("data", type=options.existing_path("dataset folder"),
                    help="the dataset the model was trained on (its fit split and its threshold split)")
@@ -84,18 +84,25 @@ def _novelty(args: argparse.Namespace) -> int:
     with stages(args.quiet) as report:
         record = fit_novelty(args.artifact, args.data, fit_split=args.fit_split, split=args.split,
                              fit_frames=args.fit_frames, frames=args.frames, rank=args.rank, stage=report.stage)
+    report_novelty(args, record)
+    return 0
+
+
+def report_novelty(args: argparse.Namespace, record: dict) -> None:
+    """One line on the stored statistics (shared with the training package's `outlier-head`)."""
     q = dict(zip(record["pixel_quantiles"]["levels"], record["pixel_quantiles"]["values"]))
     f = dict(zip(record["frame_quantiles"]["levels"], record["frame_quantiles"]["values"]))
-    print(f"novelty statistics stored in {args.artifact} ({record['fitted_on']['frames']} {args.fit_split} frames); "
-          f"{args.split} pixels' score: median {q[0.5]:.2f}, 0.99 quantile {q[0.99]:.2f}; frames' shift score "
-          f"up to {f[1.0]:.2f}; use them with the node's novel_threshold / shift_threshold")
-    return 0
+    print(f"novelty statistics stored in {args.artifact} ({record['fitted_on']['frames']} {args.fit_split} frames; "
+          f"pixel score: {record['pixel_score'].replace('_', ' ')}); {args.split} pixels' score: median {q[0.5]:.2f}, "
+          f"0.99 quantile {q[0.99]:.2f}; frames' shift score up to {f[1.0]:.2f}; use them with the node's "
+          f"novel_threshold / shift_threshold")
 
 
 CALIBRATE = Command("calibrate", "fit an artifact's confidence temperature on a validation split", rank=50,
                     add_arguments=_calibrate_arguments, run=_calibrate)
 QUANTIZE = Command("quantize", "calibrate an int8 model (OpenVINO + NNCF) beside an artifact's model.onnx", rank=60,
                    add_arguments=_quantize_arguments, run=_quantize)
-NOVELTY = Command("novelty", "fit an artifact's novelty score (unknown objects, new places) on its training data",
-                  rank=55, add_arguments=_novelty_arguments, run=_novelty)
+NOVELTY = Command("novelty", "fit an artifact's novelty score (unknown objects, new places) on its training data "
+                  "(a stored outlier head is kept)",
+                  rank=55, add_arguments=novelty_arguments, run=_novelty)
 COMMANDS = (CALIBRATE, NOVELTY, QUANTIZE)

@@ -82,13 +82,13 @@ class NoveltyTally:
     # novel pixels published passable, lethal, unknown
     novel_cost: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
     # ordinary pixels: all, known, known with a labelled class, of those right, crossable ground,
-    # crossable ground published lethal
-    ordinary: np.ndarray = field(default_factory=lambda: np.zeros(6, np.int64))
+    # crossable ground published lethal; then the same first four with Sky (ground truth) left out
+    ordinary: np.ndarray = field(default_factory=lambda: np.zeros(10, np.int64))
 
     def update(self, novelty: np.ndarray, image: np.ndarray, cost: np.ndarray, mask: np.ndarray,
-               gt: np.ndarray, cost_lut: np.ndarray) -> None:
+               gt: np.ndarray, cost_lut: np.ndarray, sky: int | None = None) -> None:
         """One frame: its novelty mask, the Segmenter's novelty image, cost and class mask, the
-        ground truth as class indices (255 = ignore) and the class table's costs."""
+        ground truth as class indices (255 = ignore), the class table's costs and its Sky class."""
         shapes = {a.shape for a in (novelty, image, cost, mask, gt)}
         if len(shapes) != 1:
             raise ValueError(f"a frame's novelty mask, outputs and ground truth differ in size: {sorted(shapes)}")
@@ -103,8 +103,11 @@ class NoveltyTally:
         labelled = known & (gt != IGNORE_INDEX)
         crossable = ordinary & (gt != IGNORE_INDEX) & (cost_lut[gt] < LETHAL)
         lethal = (cost >= LETHAL) & (cost != UNKNOWN_COST)
-        self.ordinary += [int(ordinary.sum()), int(known.sum()), int(labelled.sum()),
-                          int((labelled & (mask == gt)).sum()), int(crossable.sum()), int((crossable & lethal).sum())]
+        counts = [int(ordinary.sum()), int(known.sum()), int(labelled.sum()), int((labelled & (mask == gt)).sum())]
+        no_sky = gt != sky if sky is not None else np.ones_like(ordinary)
+        self.ordinary += [*counts, int(crossable.sum()), int((crossable & lethal).sum()),
+                          int((ordinary & no_sky).sum()), int((known & no_sky).sum()), int((labelled & no_sky).sum()),
+                          int((labelled & no_sky & (mask == gt)).sum())]
 
     def merge(self, other: NoveltyTally) -> NoveltyTally:
         self.hist.merge(other.hist)
@@ -117,7 +120,7 @@ class NoveltyTally:
         h = self.hist.summary(threshold=FLAG_LEVEL + 1)  # bins FLAG_LEVEL + 1 and up: image > 128
         novel = int(self.novel_cost.sum())
         passable, lethal, unknown = (int(v) for v in self.novel_cost)
-        ordinary, known, labelled, right, crossable, crossable_lethal = (int(v) for v in self.ordinary)
+        ordinary, known, labelled, right, crossable, crossable_lethal, *no_sky = (int(v) for v in self.ordinary)
         return {
             "frames": self.frames, "pixels": h["pixels"],
             "auroc": h["auroc"], "fpr_at_95_tpr": h["fpr_at_95_tpr"], "average_precision": h["average_precision"],
@@ -125,7 +128,9 @@ class NoveltyTally:
                       "lethal": _share(lethal, novel), "unknown": _share(unknown, novel)},
             "ordinary": {"false_alarm_rate": h["false_alarm_rate"], "known": _share(known, ordinary),
                          "known_right": _share(right, labelled),
-                         "crossable_lethal": _share(crossable_lethal, crossable)},
+                         "crossable_lethal": _share(crossable_lethal, crossable),
+                         "known_no_sky": _share(no_sky[1], no_sky[0]),
+                         "known_right_no_sky": _share(no_sky[3], no_sky[2])},
             "pasted": {"flagged": h["pasted_flagged"]},
         }
 
@@ -168,7 +173,7 @@ def tally_split(segmenter: Segmenter, split: Path, limit: int | None = None, ign
         out = segmenter(read_image(s.image), OUTPUTS)
         assert out.mask is not None and out.cost is not None and out.novelty is not None
         try:
-            tally.update(novelty, out.novelty, out.cost, out.mask, gt, cost_lut)
+            tally.update(novelty, out.novelty, out.cost, out.mask, gt, cost_lut, segmenter.classes.sky_index)
         except ValueError as exc:
             raise DatasetError(f"frame {s.image}: {exc}") from exc
         if bar is not None:
@@ -212,7 +217,8 @@ def evaluate_novelty(source: str | Path, model: str | Path, novel_threshold: flo
         overall.merge(tally)
     settings = {
         "source": str(source), "model": str(model), "model_name": seg.name, "novel_threshold": threshold,
-        "novel_limit": seg.novel_limit, "image_scale": seg.novelty_scale, "novel_cost": seg.novel_cost,
+        "novel_limit": seg.novel_limit, "image_mid": seg.novelty_mid, "image_scale": seg.novelty_scale,
+        "novel_cost": seg.novel_cost,
         "min_confidence": min_confidence, "limit": limit, "backend": backend, "device": str(seg.device),
         "precision": seg.precision, "seconds": time.perf_counter() - start, "offroad_seg": __version__,
     }
@@ -238,7 +244,7 @@ def novelty_markdown(doc: dict[str, Any]) -> str:
     s = doc["settings"]
     rows = [*doc["groups"].items(), *([(f"**{OVERALL}**", doc[OVERALL])] if len(doc["groups"]) > 1 else [])]
     threshold = (f"novel_threshold {s['novel_threshold']:g} (score {s['novel_limit']:.3f})" if s["novel_threshold"]
-                 else f"novel_threshold off: 128 = the ordinary pixels' 0.99 quantile (score {s['image_scale']:.3f})")
+                 else f"novel_threshold off: 128 = the ordinary pixels' 0.99 quantile (score {s['image_mid']:.3f})")
     lines = ["# offroad-seg novelty evaluation", "",
              f"- source: `{s['source']}`; model: `{s['model']}`",
              f"- as the node publishes: min_confidence {s['min_confidence']:g}, {threshold}, novel_cost "
@@ -252,15 +258,18 @@ def novelty_markdown(doc: dict[str, Any]) -> str:
                      f"{_pct(g['fpr_at_95_tpr'])} | {_num(g['average_precision'])} | {_pct(n['flagged'])} | "
                      f"{_pct(n['passable'])} | {_pct(n['lethal'])} | {_pct(n['unknown'])} |")
     lines += ["", "## Ordinary and pasted pixels", "",
-              "| split | ordinary px | false alarms | known | known right | crossable ground lethal | "
-              "pasted px | pasted flagged |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| split | ordinary px | false alarms | known | known right | known, no sky | right, no sky | "
+              "crossable ground lethal | pasted px | pasted flagged |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, g in rows:
         o = g["ordinary"]
         lines.append(f"| {name} | {g['pixels']['ordinary']} | {_pct(o['false_alarm_rate'])} | {_pct(o['known'])} | "
-                     f"{_pct(o['known_right'])} | {_pct(o['crossable_lethal'])} | {g['pixels']['pasted']} | "
+                     f"{_pct(o['known_right'])} | {_pct(o['known_no_sky'])} | {_pct(o['known_right_no_sky'])} | "
+                     f"{_pct(o['crossable_lethal'])} | {g['pixels']['pasted']} | "
                      f"{_pct(g['pasted']['flagged'])} |")
     lines += ["", "passable: cost < 254; lethal: 254; unknown: 255 (below min_confidence). known right: the class "
-              "mask equals the ground truth (Sky included). Crossable ground: ground-truth classes of cost < 254. "
+              "mask equals the ground truth (Sky included; the no-sky columns leave ground-truth Sky out). "
+              "Crossable ground: ground-truth classes of cost < 254. "
               "The novelty masks do not say which kind a novel pixel is: one split folder per kind gives per-kind "
               "rows.", "", f"![ROC curves and score histograms]({FIGURE})", ""]
     return "\n".join(lines)

@@ -24,12 +24,15 @@ from offroad_seg_ros.core.calibration import confidence_level
 from offroad_seg_ros.core.classes import IGNORE_INDEX, UNKNOWN_COST
 from offroad_seg_ros.core.preprocess import check_model_input_width, keep_resize_out_of_compile
 from offroad_seg_ros.inference.backend import Backend, backend_class
-from offroad_seg_ros.inference.novelty_net import threshold_at
+from offroad_seg_ros.inference.novelty_net import PIXEL, SHIFT, threshold_at
 from offroad_seg_ros.inference.novelty_scores import sky_below_horizon
 from offroad_seg_ros.inference.outputs import OUTPUTS
 
-# The novelty image's scale without a novel threshold: this quantile of ordinary pixels maps to 128.
+# The novelty image: the novel threshold maps to 128 (without a threshold, this quantile of ordinary
+# pixels does), and the ordinary pixels' spread from their median to that quantile spans 64 grey
+# levels: an affine map whatever the score's sign (the outlier head's logits are mostly negative).
 NOVELTY_IMAGE_LEVEL = 0.99
+NOVELTY_IMAGE_SPAN = 64.0
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Segmentation:
     known_mask: np.ndarray | None = None  # uint8 (H, W) the mask; 255 below min_confidence, novel_index if novel
     novelty: np.ndarray | None = None  # uint8 (H, W) novelty score, 128 = the novel threshold
     novel_pixels: int | None = None  # pixels flagged novel (with novel_threshold on and cost or known_mask asked)
-    shift: float | None = None  # the frame's shift score (its mean novelty score), where the artifact has one
+    shift: float | None = None  # the frame's shift score (its mean feature density), where the artifact has one
     shifted: bool | None = None  # shift above the shift threshold (None: shift_threshold off)
 
 
@@ -84,10 +87,10 @@ class Segmenter:
     width when it records that (any camera resolution gives the network the
     training frames' scale), else its scale of the incoming frame.
     novel_threshold: a quantile level of the novelty score on ordinary validation pixels
-    (the artifact's `novelty` record, tools/novelty.py): pixels scoring above it, or predicted
-    Sky well below the horizon, are novel: cost `novel_cost`, known_mask the class table's
-    novel_index; the mask keeps its argmax. 0 = off.
-    shift_threshold: a multiple of the highest shift score (a frame's mean novelty score) of
+    (the artifact's `novelty` record, tools/novelty.py): pixels scoring above it (and, for an
+    artifact without an outlier head, pixels predicted Sky well below the horizon) are novel:
+    cost `novel_cost`, known_mask the class table's novel_index; the mask keeps its argmax. 0 = off.
+    shift_threshold: a multiple of the highest shift score (a frame's mean feature density) of
     the validation frames: a frame above it is `shifted`. 0 = off. The default's choice:
     docs/trust.md. Both thresholds need the artifact's novelty statistics; without them
     they are inactive and `novelty_status` says why.
@@ -149,9 +152,9 @@ class Segmenter:
         if not 0 <= novel_cost <= 255:
             raise ValueError(f"novel_cost must be within 0..255, got {novel_cost}")
         record = self.artifact.novelty
-        self.sky = self.classes.sky_index
+        self.sky = None  # the class the sky cue reads, where it applies
         self.novel_cost = novel_cost
-        self.novel_limit = self.shift_limit = self.novelty_scale = None
+        self.novel_limit = self.shift_limit = self.novelty_scale = self.novelty_mid = None
         self.novelty_status = "off" if not (novel_threshold or shift_threshold) else "on"
         if record is None:
             if novel_threshold or shift_threshold:
@@ -159,9 +162,16 @@ class Segmenter:
                                        f"with `offroad-seg novelty {self.artifact.path} DATA_ROOT`)")
             return
         pixels = record["pixel_quantiles"]
+        # The sky cue stands in for what the density misses (a puddle mirroring the sky); an
+        # outlier head does without it, as the cue flags ordinary pixels the model calls Sky
+        # (docs/trust.md, "Something new in view").
+        if record.get("pixel_score", "feature_density") == "feature_density":
+            self.sky = self.classes.sky_index
         self.novel_limit = threshold_at(pixels, novel_threshold) if novel_threshold else None
         self.shift_limit = shift_threshold * threshold_at(record["frame_quantiles"], 1.0) if shift_threshold else None
-        self.novelty_scale = self.novel_limit or threshold_at(pixels, NOVELTY_IMAGE_LEVEL)
+        top = threshold_at(pixels, NOVELTY_IMAGE_LEVEL)
+        self.novelty_mid = self.novel_limit if self.novel_limit is not None else top
+        self.novelty_scale = NOVELTY_IMAGE_SPAN / max(top - threshold_at(pixels, 0.5), 1e-6)  # grey levels per unit
 
     def warm_up(self, size: tuple[int, int] = (540, 960)) -> None:
         """One frame of `size` (H, W) through every output: allocations, kernel
@@ -212,9 +222,13 @@ class Segmenter:
         def to_input_size(m: torch.Tensor) -> torch.Tensor:
             return self.pre.labels_to_input_size(self.pre.crop(m, height, width), height, width)
 
-        shift = None if novelty is None else self.pre.crop(novelty, height, width).float().mean((1, 2))
-        return (to_input_size(labels), None if conf is None else to_input_size(conf),
-                None if novelty is None else to_input_size(novelty), shift)
+        if novelty is None:
+            return to_input_size(labels), None if conf is None else to_input_size(conf), None, None
+        # (B, 2, h, w): the pixel score and the density; a model.onnx of a density-only
+        # artifact exported before the outlier head existed gives the density alone, (B, h, w).
+        pixel, density = (novelty[:, PIXEL], novelty[:, SHIFT]) if novelty.dim() == 4 else (novelty, novelty)
+        shift = self.pre.crop(density, height, width).float().mean((1, 2))
+        return (to_input_size(labels), None if conf is None else to_input_size(conf), to_input_size(pixel), shift)
 
     @staticmethod
     def _lookup(lut: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -314,12 +328,14 @@ class Segmenter:
         return novel if sky_cue is None else novel | sky_cue
 
     def _novelty_image(self, novelty: torch.Tensor | None, sky_cue: torch.Tensor | None) -> torch.Tensor:
-        """uint8: 128 x score / the novel threshold (else the ordinary pixels' 0.99 quantile), 255 where the
-        sky cue flags a pixel."""
+        """uint8: 128 at the novel threshold (else the ordinary pixels' 0.99 quantile), 64 grey levels
+        per the ordinary pixels' spread (median to 0.99 quantile), 255 where the sky cue flags a pixel."""
         if novelty is None or self.novelty_scale is None:
             raise ValueError(f"output novelty needs novelty statistics in {self.artifact.path}: "
                              f"fit them with `offroad-seg novelty {self.artifact.path} DATA_ROOT`")
-        image = (novelty.float() * (128.0 / self.novelty_scale)).clamp(0, 255).round().to(torch.uint8)
+        assert self.novelty_mid is not None
+        image = (128.0 + (novelty.float() - self.novelty_mid) * self.novelty_scale).clamp(0, 255).round()
+        image = image.to(torch.uint8)
         return image if sky_cue is None else image.masked_fill(sky_cue, 255)
 
     def _per_frame(self, novel: torch.Tensor | None, shift: torch.Tensor | None) -> dict[str, list]:

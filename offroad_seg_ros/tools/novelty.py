@@ -1,12 +1,14 @@
 """`offroad-seg novelty` (and the demo's export): fit the novelty score's statistics and store
 them in the artifact, with the thresholds the node's parameters name.
 
-The score (inference/novelty_net.py, chosen in docs/trust.md): the Mahalanobis distance of the
+The scores (inference/novelty_net.py, chosen in docs/trust.md): the Mahalanobis distance of the
 features feeding the segmentation head to the nearest class mean, under class means and one
-shared covariance fitted on the labelled pixels of `fit_split`. The node's `novel_threshold`
-and `shift_threshold` are quantile levels, so the thresholds are the score's quantiles on
-another split (`split`, ordinary in-distribution frames): per pixel for `novel_threshold` (its
-false-alarm rate on such pixels is 1 - the level) and per frame (the frame's mean score, the
+shared covariance fitted on the labelled pixels of `fit_split`, and, per pixel, the outlier
+head's logit where the artifact has one (trained by offroad_seg_train/outlier_head.py, which
+hands it to `fit_novelty`; a refit keeps the stored head). The node's `novel_threshold` and
+`shift_threshold` are quantile levels, so the thresholds are the scores' quantiles on another
+split (`split`, ordinary in-distribution frames): per pixel for `novel_threshold` (its
+false-alarm rate on such pixels is 1 - the level) and per frame (the frame's mean density, the
 shift score) for `shift_threshold`. A model.onnx is re-exported with the score as its second
 output, so that onnxruntime and OpenVINO compute it; an int8 model made before is then stale and
 is re-quantized when the data has the frames (else removed from the record).
@@ -24,7 +26,7 @@ import torch
 from offroad_seg_ros.core.artifact import ONNX, Artifact, load_artifact, save_novelty
 from offroad_seg_ros.core.preprocess import Preprocess
 from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask, split_folder
-from offroad_seg_ros.inference.novelty_net import NoveltyNet
+from offroad_seg_ros.inference.novelty_net import PIXEL, SHIFT, NoveltyNet, OutlierHead, head_tensors, outlier_head_of
 from offroad_seg_ros.inference.novelty_scores import (
     HORIZON_MARGIN,
     FeatureDensity,
@@ -67,7 +69,7 @@ def fit_density(art: Artifact, net: torch.nn.Module, data: str | Path, split: st
 
 
 def frame_scores(net: NoveltyNet, pre: Preprocess, image: torch.Tensor) -> torch.Tensor:
-    """(B, h, w) novelty score at model scale, padding cropped: what every backend computes."""
+    """(B, 2, h, w) novelty scores at model scale, padding cropped: what every backend computes."""
     with torch.no_grad():
         _, score = net(pre(image))
     return pre.crop(score, image.shape[1], image.shape[2])
@@ -79,22 +81,27 @@ def quantiles(values: np.ndarray) -> dict[str, list[float]]:
 
 def fit_novelty(artifact: str | Path, data: str | Path, fit_split: str = "train", split: str = "val",
                 fit_frames: int = 64, frames: int = 32, rank: int = 0, onnx: bool | None = None,
+                outlier_head: tuple[OutlierHead, dict[str, Any]] | None = None,
                 stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fit, record and store the novelty statistics of `artifact` (see the module's text);
-    onnx: write model.onnx with the score (None: where the artifact has one). Returns the record."""
+    onnx: write model.onnx with the scores (None: where the artifact has one); outlier_head: a
+    newly trained head and its record (None: keep the stored one, if any). Returns the record."""
     stage = stage or (lambda _: None)
     art, net = load_artifact(artifact)
+    head, head_record = outlier_head or (outlier_head_of(art), (art.novelty or {}).get("outlier_head"))
     stage(f"fitting the feature density on up to {fit_frames} frames of {fit_split} in {data}")
     density, fitted = fit_density(art, net, data, fit_split, fit_frames, rank)
-    scored = NoveltyNet(net, density).eval()
+    scored = NoveltyNet(net, density, head).eval()
     stage(f"scoring up to {frames} frames of {split} for the thresholds")
     pixels, means = [], []
     for image, _ in _frames(data, split, frames):
         score = frame_scores(scored, art.preprocess, image)
-        pixels.append(score[:, ::PIXEL_STRIDE, ::PIXEL_STRIDE].reshape(-1).numpy())
-        means.append(float(score.mean()))
+        pixels.append(score[:, PIXEL, ::PIXEL_STRIDE, ::PIXEL_STRIDE].reshape(-1).numpy())
+        means.append(float(score[:, SHIFT].mean()))
     record = {
         "method": "feature_density", "rank": density.rank, "dim": int(density.std.shape[0]),
+        "pixel_score": "feature_density" if head is None else "outlier_head",
+        "outlier_head": head_record if head is not None else None,
         "classes": [art.classes.names[int(c)] for c in density.classes],
         "fitted_on": {"data": str(data), "split": fit_split, "frames": fitted},
         "thresholds_from": {"data": str(data), "split": split, "frames": len(means)},
@@ -103,6 +110,7 @@ def fit_novelty(artifact: str | Path, data: str | Path, fit_split: str = "train"
         "sky_cue_margin": HORIZON_MARGIN,
     }
     tensors = {k: torch.from_numpy(np.asarray(v)) for k, v in density.to_dict().items()}
+    tensors.update(head_tensors(head) if head is not None else {})
     save_novelty(artifact, tensors, record)
     if onnx if onnx is not None else art.onnx_path is not None:
         _export(Path(artifact), scored, art, data, split, stage)
