@@ -150,6 +150,9 @@ def test_the_training_modules_do_not_import_the_novel_objects():
     for module in ("synth.py", "biomes.py", "data.py", "module.py", "augment.py", "outliers.py"):
         bad = {n for n in _imports(PACKAGE / module) if "novel_objects" in n or "pasted_patches" in n}
         assert not bad, f"offroad_seg_train/{module} imports {bad}: novel objects are for evaluation only"
+    # The outlier head pastes ordinary patches as its negatives (pasted_patches.py), never novel objects.
+    bad = {n for n in _imports(PACKAGE / "outlier_head.py") if "novel_objects" in n}
+    assert not bad and any("pasted_patches" in n for n in _imports(PACKAGE / "outlier_head.py")), bad
 
 
 def test_synth_writes_novelty_masks_and_pasted_controls(tmp_path, table):

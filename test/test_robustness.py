@@ -62,3 +62,60 @@ def test_bad_arguments_are_named(tiny_artifact, synth_root):
         _run(tiny_artifact, synth_root / "test", corruptions=["rain"])
     with pytest.raises(ValueError, match="degraded_policy must be one of"):
         _run(tiny_artifact, synth_root / "test", degraded_policy="ignore")
+
+
+@pytest.fixture(scope="module")
+def deserts(tmp_path_factory, tiny_artifact, synth_root):
+    """Two other deserts (ROOT/<biome>/test, two frames each) and the tiny model with novelty
+    statistics (the shift score)."""
+    import shutil
+
+    from offroad_seg_ros.tools.novelty import fit_novelty
+    from offroad_seg_train.biomes import REGISTRY
+    from offroad_seg_train.synth import generate
+
+    root = tmp_path_factory.mktemp("deserts")
+    for name in ("red_canyon", "green_oasis"):
+        generate(root / name, {"test": 2}, seed=11, workers=1, progress=None, biome=REGISTRY[name])
+    art = tmp_path_factory.mktemp("shift") / "art"
+    shutil.copytree(tiny_artifact, art, ignore=shutil.ignore_patterns("model_int8.*"))
+    fit_novelty(art, synth_root, fit_frames=3, frames=2, onnx=False)
+    return root, art
+
+
+def test_other_deserts_get_a_row_each_as_the_node_publishes(deserts, synth_root, tmp_path):
+    import numpy as np
+
+    from offroad_seg_ros.core.classes import IGNORE_INDEX
+    from offroad_seg_ros.data.dataset import list_samples, read_image, read_raw_mask
+    from offroad_seg_ros.inference.segmenter import Segmenter
+
+    root, art = deserts
+    result = _run(art, synth_root / "test", corruptions=["dark"], min_confidence=0.6, biomes=root)
+    assert [b["biome"] for b in result["biomes"]] == ["green_oasis/test", "red_canyon/test"]
+    seg = Segmenter(art, device="cpu", warmup_size=None, min_confidence=0.6)
+    for row in result["biomes"]:
+        known = right = labelled = 0
+        shifts = []
+        for s in list_samples(root / row["biome"]):
+            out = seg(read_image(s.image), ("mask", "cost"))
+            gt = seg.classes.remap(read_raw_mask(s.mask))
+            costed = (gt != IGNORE_INDEX) & (out.cost != 255)
+            labelled += int((gt != IGNORE_INDEX).sum())
+            known += int(costed.sum())
+            right += int((costed & (out.mask == gt)).sum())
+            shifts.append((out.shift, out.shifted))
+        assert row["frames"] == 2
+        assert row["cost_known"] == pytest.approx(known / labelled)
+        assert row["cost_known_accuracy"] == pytest.approx(right / known)
+        assert row["shift_median"] == pytest.approx(float(np.median([s for s, _ in shifts])))
+        assert row["shifted"] == sum(f for _, f in shifts) / 2
+    md = (write_robustness_report(tmp_path / "rob", result) / "robustness.md").read_text()
+    assert "## Other deserts (clean frames)" in md and "| red_canyon/test | 2 |" in md
+
+
+def test_a_folder_without_deserts_is_named(tiny_artifact, synth_root, tmp_path):
+    from offroad_seg_ros.data.dataset import DatasetError
+
+    with pytest.raises(DatasetError, match=str(tmp_path)):
+        _run(tiny_artifact, synth_root / "test", biomes=tmp_path)

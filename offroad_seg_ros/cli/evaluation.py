@@ -143,6 +143,9 @@ def _robustness_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--renderings", choices=RENDERINGS, default=DEFAULT_RENDERINGS,
                    help="which rendering of the corruptions: tuning (the camera checks were tuned on it) or "
                         f"held_out (other physical models of the same failures; default {DEFAULT_RENDERINGS})")
+    p.add_argument("--biomes", metavar="ROOT", type=options.existing_path("folder of other deserts"),
+                   help="also score the clean frames of each ROOT/<biome>/<split> (offroad-seg synth --biome "
+                        "held_out --out ROOT): accuracy, shift score, what ~/cost publishes, per desert")
     options.add_seed(p)
     options.add_min_confidence(p, f"as the node's parameter (default {DEFAULT_MIN_CONFIDENCE})")
     p.add_argument("--degraded-policy", choices=DEGRADED_POLICIES, default=DEFAULT_DEGRADED_POLICY,
@@ -160,7 +163,7 @@ def _robustness(args: argparse.Namespace) -> int:
     result = evaluate_robustness(args.source, args.model, args.corruptions, args.severities, args.seed,
                                  args.min_confidence, args.degraded_policy, limit=args.limit, device=args.device,
                                  precision=args.precision, backend=args.backend, threads=args.threads,
-                                 progress=not args.quiet, renderings=args.renderings)
+                                 progress=not args.quiet, renderings=args.renderings, biomes=args.biomes)
     write_robustness_report(out, result, force=args.force)
     print(robustness_markdown(result).split("\n## The corruptions")[0])
     print(f"report written to {out}/robustness.md")

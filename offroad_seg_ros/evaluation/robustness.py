@@ -11,7 +11,14 @@ frames go through the node's own Segmenter and camera checks, one run each:
 - what the node publishes as known with `min_confidence` and
   `degraded_policy`: the share of labelled pixels left known (coverage) and
   how often those are right (known accuracy). A frame with an alarm counts
-  as all unknown unless the policy is `publish`.
+  as all unknown unless the policy is `publish`;
+- as `~/cost` publishes them: the share of labelled pixels with a cost other
+  than unknown (255: unsure, predicted Sky) and how often those are right, Sky
+  included (a sky published as ground is a wrong pixel); and the frames' shift
+  scores (median) and the share flagged by `shift_threshold` (the node's
+  default; with `shift_policy` publish, as the node ships).
+`biomes` adds the clean frames of other deserts (ROOT/<biome>/<split>, e.g.
+`offroad-seg synth --biome held_out --out ROOT`): the same figures per biome.
 `renderings` picks the corruption set: "tuning" (corruptions.py, what the
 checks were tuned on) or "held_out" (corruptions_held_out.py: the same kinds
 from other physical models, which the checks never saw).
@@ -28,7 +35,7 @@ import numpy as np
 import torch
 
 from offroad_seg_ros.core.calibration import CalibrationAccumulator, confidence_level
-from offroad_seg_ros.core.classes import IGNORE_INDEX
+from offroad_seg_ros.core.classes import IGNORE_INDEX, UNKNOWN_COST
 from offroad_seg_ros.core.metrics import MetricAccumulator
 from offroad_seg_ros.data.bag import PairingStats
 from offroad_seg_ros.data.camera_checks import (
@@ -37,7 +44,7 @@ from offroad_seg_ros.data.camera_checks import (
     CheckThresholds,
     check_degraded_policy,
 )
-from offroad_seg_ros.data.dataset import DatasetError
+from offroad_seg_ros.data.dataset import IMAGE_DIR, DatasetError
 from offroad_seg_ros.evaluation.corruptions import MIDDLE, SEVERITIES
 from offroad_seg_ros.evaluation.corruptions_held_out import DEFAULT_RENDERINGS, corruption_set
 from offroad_seg_ros.evaluation.evaluate import calibration_figures, open_frames
@@ -48,12 +55,16 @@ def _score(segmenter: Any, stream: Any, level: int, policy: str, checks: CameraC
     table = segmenter.classes
     acc, calib = MetricAccumulator(len(table)), CalibrationAccumulator()
     frames = flagged = detected = repeated = 0
-    known = known_right = labelled = 0
+    known = known_right = labelled = published = published_right = 0
+    shifts, shifted = [], 0
     for frame, image, repeat in stream:
         assert frame.gt_raw is not None
         gt = table.remap(frame.gt_raw, source=frame.name)
         alarms = {c.name for c in checks(image)}
-        seg = segmenter(image, ("mask", "confidence"))
+        seg = segmenter(image, ("mask", "confidence", "cost"))
+        if seg.shift is not None:
+            shifts.append(seg.shift)
+            shifted += bool(seg.shifted)
         acc.update(torch.from_numpy(seg.mask), torch.from_numpy(gt), names=[frame.name])
         calib.update(seg.confidence, seg.mask, gt)
         frames += 1
@@ -68,6 +79,9 @@ def _score(segmenter: Any, stream: Any, level: int, policy: str, checks: CameraC
         sure = labelled_px & (seg.confidence >= level)
         known += int(sure.sum())
         known_right += int((sure & (seg.mask == gt)).sum())
+        costed = labelled_px & (seg.cost != UNKNOWN_COST)
+        published += int(costed.sum())
+        published_right += int((costed & (seg.mask == gt)).sum())
     if not frames:
         raise DatasetError("no frame to score")
     m = acc.compute()
@@ -75,7 +89,22 @@ def _score(segmenter: Any, stream: Any, level: int, policy: str, checks: CameraC
             "mean_confidence": calib.mean_confidence(), "frames": frames,
             "alarm_rate": flagged / frames, "detection": detected / repeated if repeated else None,
             "coverage": known / labelled if labelled else float("nan"),
-            "known_accuracy": known_right / known if known else float("nan")}, calib
+            "known_accuracy": known_right / known if known else float("nan"),
+            "cost_known": published / labelled if labelled else float("nan"),
+            "cost_known_accuracy": published_right / published if published else float("nan"),
+            "shift_median": float(np.median(shifts)) if shifts else None,
+            "shifted": shifted / frames if shifts else None}, calib
+
+
+def biome_folders(root: str | Path) -> list[tuple[str, Path]]:
+    """(name, split folder) of each split under ROOT/<biome>/<split> (as `offroad-seg synth
+    --biome NAME --out ROOT` writes them), sorted; the name is "<biome>/<split>"."""
+    root = Path(root)
+    found = sorted(p.parent for p in root.glob(f"*/*/{IMAGE_DIR}") if p.is_dir())
+    if not found:
+        raise DatasetError(f"{root} has no <biome>/<split>/{IMAGE_DIR}/ folders: generate other deserts with "
+                           f"`offroad-seg synth --biome held_out --out {root}`")
+    return [(f"{p.parent.name}/{p.name}", p) for p in found]
 
 
 def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequence[str] | None = None,
@@ -83,7 +112,7 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
                         degraded_policy: str = DEFAULT_DEGRADED_POLICY, checks: CheckThresholds | None = None,
                         limit: int | None = None, device: str = "auto", precision: str = "fp32",
                         backend: str = "torch", threads: int = 0, progress: bool = True,
-                        renderings: str = DEFAULT_RENDERINGS) -> dict[str, Any]:
+                        renderings: str = DEFAULT_RENDERINGS, biomes: str | Path | None = None) -> dict[str, Any]:
     from offroad_seg_ros.inference.segmenter import Segmenter
 
     registry, corrupt_stream = corruption_set(renderings)
@@ -98,13 +127,14 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
     level = confidence_level(min_confidence)
     thresholds = checks or CheckThresholds()
     segmenter = Segmenter(model, device=device, precision=precision, backend=backend, warmup_size=None,
-                          threads=threads)
+                          threads=threads, min_confidence=min_confidence)
+    biome_splits = biome_folders(biomes) if biomes is not None else []
     runs = [("clean", 0)] + [(n, s) for n in names for s in severities]
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(runs), unit="run", desc="robustness", dynamic_ncols=True)
+        bar = tqdm(total=len(runs) + len(biome_splits), unit="run", desc="robustness", dynamic_ncols=True)
     rows, t0, clean_calib = [], time.perf_counter(), None
     for name, severity in runs:
         stats = PairingStats()
@@ -122,11 +152,20 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
             clean_calib = calib
         if bar is not None:
             bar.update(1)
+    biome_rows = []
+    for name, folder in biome_splits:
+        frames = open_frames(folder, PairingStats(), limit)
+        row, _ = _score(segmenter, ((f, f.image, False) for f in frames), level, degraded_policy,
+                        CameraChecks(thresholds), None)
+        biome_rows.append({"biome": name, **row})
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.close()
     assert clean_calib is not None
     return {
         "rows": rows,
+        "biomes": biome_rows,
         "corruptions": {n: {"what": registry[n].what, "scale": registry[n].scale,
                             "check": registry[n].check} for n in names},
         "settings": {"min_confidence": min_confidence, "confidence_level": level,
@@ -193,11 +232,28 @@ def robustness_markdown(result: dict[str, Any]) -> str:
         lines += [f"Every corruption at severity {mid} withheld entirely (no pixel known)." if not w["coverage"]
                   else f"Worst corruption at severity {mid}: {w['corruption']}, known pixels "
                   f"{_pct(w['known_accuracy'])} right ({_pct(w['coverage'])} known)."]
+    lines += _biome_lines(result)
     lines += ["", "## The corruptions", "", "| corruption | stands for | severity 1 .. 5 | check |",
               "| --- | --- | --- | --- |"]
     lines += [f"| {n} | {c['what']} | {c['scale']} | {c['check'] or '-'} |" for n, c in result["corruptions"].items()]
     lines += ["", "![mIoU by severity](robustness.png)", "", "![calibration on clean frames](calibration.png)", ""]
     return "\n".join(lines)
+
+
+def _biome_lines(result: dict[str, Any]) -> list[str]:
+    """The clean row and each other desert: accuracy, the shift score, what `~/cost` publishes."""
+    biomes = result.get("biomes") or []
+    if not biomes:
+        return []
+    lines = ["", "## Other deserts (clean frames)", "",
+             "| desert | frames | mIoU | pixel acc. | ECE | shift score (median) | flagged shifted | "
+             "~/cost known | of those right |", "| --- |" + " ---: |" * 8]
+    for name, r in [("this source (clean)", result["rows"][0])] + [(b["biome"], b) for b in biomes]:
+        lines.append(f"| {name} | {r['frames']} | {_num(r['miou'])} | {_pct(r['pixel_accuracy'])} | {_num(r['ece'])} | "
+                     f"{_num(r['shift_median'])} | {_pct(r['shifted'])} | {_pct(r['cost_known'])} | "
+                     f"{_pct(r['cost_known_accuracy'])} |")
+    return lines + ["", "~/cost known: labelled pixels with a cost other than unknown (255: below min_confidence, "
+                    "predicted Sky or a degraded frame); right: the class equals the ground truth, Sky included."]
 
 
 def write_robustness_report(out: str | Path, result: dict[str, Any], force: bool = False) -> Path:
