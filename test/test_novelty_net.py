@@ -58,6 +58,7 @@ def test_the_artifact_records_the_statistics_and_thresholds(novel_artifact):
     record = art.novelty
     assert record is not None and record["method"] == "feature_density"
     assert record["pixel_score"] == "outlier_head" and record["outlier_head"]["settings"]["steps"] == HEAD.steps
+    assert Segmenter(novel_artifact, device="cpu", warmup_size=None).novelty_status == "on (pixel score: outlier head)"
     for key in ("pixel_quantiles", "frame_quantiles"):
         values = record[key]["values"]
         assert len(values) == len(record[key]["levels"]) and np.all(np.diff(values) >= 0)

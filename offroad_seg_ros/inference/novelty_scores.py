@@ -12,7 +12,8 @@ The candidates, compared by bench/novelty_study.py (results: bench/RESULTS.md, d
   pixels; the score is the Mahalanobis distance to the nearest class mean;
 - `sky_below_horizon`: a geometric cue to add to a score: Sky predicted well below the horizon.
 
-Nothing here is used by the node or in the ONNX graph yet.
+The node uses `FeatureDensity` (inference/novelty_net.py puts it in the network's graph) and
+`sky_below_horizon` (for an artifact without an outlier head); the rest are for comparison.
 """
 
 from __future__ import annotations

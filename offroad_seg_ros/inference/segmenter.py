@@ -159,9 +159,12 @@ class Segmenter:
         if record is None:
             if novel_threshold or shift_threshold:
                 self.novelty_status = (f"unavailable: {self.artifact.path} has no novelty statistics (fit them "
-                                       f"with `offroad-seg novelty {self.artifact.path} DATA_ROOT`)")
+                                       f"with `offroad-seg outlier-head {self.artifact.path} DATA_ROOT`, or the "
+                                       f"density alone with `offroad-seg novelty {self.artifact.path} DATA_ROOT`)")
             return
         pixels = record["pixel_quantiles"]
+        if self.novelty_status == "on":
+            self.novelty_status = f"on (pixel score: {record.get('pixel_score', 'feature_density').replace('_', ' ')})"
         # The sky cue stands in for what the density misses (a puddle mirroring the sky); an
         # outlier head does without it, as the cue flags ordinary pixels the model calls Sky
         # (docs/trust.md, "Something new in view").

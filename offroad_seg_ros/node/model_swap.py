@@ -42,7 +42,7 @@ class ModelInfo:
     path: str  # as the `model` parameter names it
     id: str  # <artifact name>@<12 hex digits of weights.safetensors' sha256> (@<path> without that file)
     parent: str  # the artifact it was adapted from (its model.json's provenance.parent); "" if unrecorded
-    novelty: str  # the novelty checks: on | off | unavailable: why (Segmenter.novelty_status)
+    novelty: str  # the novelty checks: on (pixel score: ...) | off | unavailable: why (Segmenter.novelty_status)
 
     @classmethod
     def of(cls, seg: Segmenter, path: str) -> ModelInfo:
