@@ -113,6 +113,12 @@ def _close(report, expected, path=""):
         got = report[key]
         if isinstance(want, dict):
             _close(got, want, f"{path}{key}.")
+        elif isinstance(want, list):
+            assert len(got) == len(want), f"{path}{key}"
+            for i, (g, w) in enumerate(zip(got, want)):
+                _close(g, w, f"{path}{key}[{i}].")
+        elif isinstance(want, float) and np.isnan(want):
+            assert got is None or np.isnan(got), f"{path}{key}: {got} != nan"  # JSON writes NaN as null
         else:
             assert got == pytest.approx(want, abs=1e-9), f"{path}{key}: {got} != {want}"
 
@@ -194,6 +200,10 @@ def test_a_crafted_frame_gives_exact_figures(table):
     assert s["ordinary"]["known_right"] == pytest.approx((24 - 7) / 24)  # one known pixel unlabelled
     assert s["ordinary"]["crossable_lethal"] == pytest.approx(2 / 29)
     assert s["pasted"]["flagged"] == 0.5
+    # by class: all of it class 0 (one ordinary pixel unlabelled), nothing of the other classes
+    assert s["by_class"][0] == {"ordinary": 29, "ordinary_flagged": pytest.approx(3 / 29), "pasted": 2,
+                                "pasted_flagged": 0.5}
+    assert all(c["ordinary"] == c["pasted"] == 0 for c in s["by_class"][1:]) and len(s["by_class"]) == len(lut)
     # With row 1 Sky in the ground truth, the no-sky shares leave out its ten ordinary pixels,
     # three of them false alarms and seven of them wrong.
     sky_gt = gt.copy()
@@ -203,6 +213,11 @@ def test_a_crafted_frame_gives_exact_figures(table):
     o = no_sky.summary()["ordinary"]
     assert o["known_no_sky"] == pytest.approx(15 / 20) and o["known_right_no_sky"] == pytest.approx(14 / 14)
     assert o["known"] == pytest.approx(25 / 30)
+    by_class = no_sky.summary()["by_class"]  # the three false alarms are Sky's
+    assert (by_class[9]["ordinary"], by_class[9]["ordinary_flagged"]) == (10, pytest.approx(0.3))
+    assert (by_class[0]["ordinary"], by_class[0]["ordinary_flagged"]) == (19, 0.0)
+    merged = NoveltyTally().merge(no_sky).merge(tally).summary()["by_class"]
+    assert merged[0]["ordinary"] == 48 and merged[0]["pasted"] == 4 and merged[9]["ordinary"] == 10
     with pytest.raises(ValueError, match="differ in size"):
         tally.update(novelty, image[:2], cost, mask, gt, lut)
 
@@ -220,7 +235,7 @@ def test_eval_novelty_writes_the_report(novel_root, novel_model, tmp_path, capsy
                               progress=False).overall.summary()
     _close(doc["groups"]["tarp/test"], direct)
     md = (out / REPORT_MD).read_text()
-    assert "| drum/test | 2 |" in md and "**overall**" in md and FIGURE in md
+    assert "| drum/test | 2 |" in md and "**overall**" in md and FIGURE in md and "## Flagged by class" in md
     figure = cv2.imread(str(out / FIGURE))
     assert figure is not None and figure.shape[0] > 200
 

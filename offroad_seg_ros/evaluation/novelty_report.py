@@ -14,7 +14,10 @@ patches (a control) or not scored. Reported per split folder (one per novel kind
 - ordinary pixels: false alarms (flagged), the share known (cost != 255), the share of those
   whose class is right (Sky included), and the share of crossable ground (classes of cost < 254)
   published lethal;
-- pasted pixels: the share flagged (a score that flags them detects pastes, not novelty).
+- pasted pixels: the share flagged (a score that flags them detects pastes, not novelty);
+- by ground-truth class, over all frames: ordinary and pasted pixels and the share flagged of
+  each, so that a failed pasted control says whether the score flags paste edges (pasted rocks
+  flagged, the frame's own rocks not) or a class (both flagged alike).
 
 The report folder holds novelty.json, novelty.md and novelty.png (ROC curves and score
 histograms), written through a temporary folder renamed when complete, like `eval`'s report.
@@ -84,6 +87,8 @@ class NoveltyTally:
     # ordinary pixels: all, known, known with a labelled class, of those right, crossable ground,
     # crossable ground published lethal; then the same first four with Sky (ground truth) left out
     ordinary: np.ndarray = field(default_factory=lambda: np.zeros(10, np.int64))
+    # per ground-truth class: ordinary pixels, of those flagged, pasted pixels, of those flagged
+    by_class: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
 
     def update(self, novelty: np.ndarray, image: np.ndarray, cost: np.ndarray, mask: np.ndarray,
                gt: np.ndarray, cost_lut: np.ndarray, sky: int | None = None) -> None:
@@ -104,16 +109,29 @@ class NoveltyTally:
         crossable = ordinary & (gt != IGNORE_INDEX) & (cost_lut[gt] < LETHAL)
         lethal = (cost >= LETHAL) & (cost != UNKNOWN_COST)
         counts = [int(ordinary.sum()), int(known.sum()), int(labelled.sum()), int((labelled & (mask == gt)).sum())]
+        self._count_by_class(novelty, image > FLAG_LEVEL, gt, len(cost_lut))
         no_sky = gt != sky if sky is not None else np.ones_like(ordinary)
         self.ordinary += [*counts, int(crossable.sum()), int((crossable & lethal).sum()),
                           int((ordinary & no_sky).sum()), int((known & no_sky).sum()), int((labelled & no_sky).sum()),
                           int((labelled & no_sky & (mask == gt)).sum())]
+
+    def _count_by_class(self, novelty: np.ndarray, flagged: np.ndarray, gt: np.ndarray, classes: int) -> None:
+        labelled = gt != IGNORE_INDEX
+        counts = [np.bincount(gt[labelled & (novelty == kind) & f], minlength=classes)
+                  for kind in (NOT_NOVEL, PASTED) for f in (np.True_, flagged)]
+        self._add_by_class(np.stack(counts, 1))
+
+    def _add_by_class(self, counts: np.ndarray) -> None:
+        if len(self.by_class) < len(counts):
+            self.by_class = np.pad(self.by_class, ((0, len(counts) - len(self.by_class)), (0, 0)))
+        self.by_class[:len(counts)] += counts
 
     def merge(self, other: NoveltyTally) -> NoveltyTally:
         self.hist.merge(other.hist)
         self.frames += other.frames
         self.novel_cost += other.novel_cost
         self.ordinary += other.ordinary
+        self._add_by_class(other.by_class)
         return self
 
     def summary(self) -> dict[str, Any]:
@@ -132,6 +150,9 @@ class NoveltyTally:
                          "known_no_sky": _share(no_sky[1], no_sky[0]),
                          "known_right_no_sky": _share(no_sky[3], no_sky[2])},
             "pasted": {"flagged": h["pasted_flagged"]},
+            "by_class": [{"ordinary": int(o), "ordinary_flagged": _share(int(of), int(o)),
+                          "pasted": int(p), "pasted_flagged": _share(int(pf), int(p))}
+                         for o, of, p, pf in self.by_class],
         }
 
 
@@ -218,7 +239,7 @@ def evaluate_novelty(source: str | Path, model: str | Path, novel_threshold: flo
     settings = {
         "source": str(source), "model": str(model), "model_name": seg.name, "novel_threshold": threshold,
         "novel_limit": seg.novel_limit, "image_mid": seg.novelty_mid, "image_scale": seg.novelty_scale,
-        "novel_cost": seg.novel_cost,
+        "novel_cost": seg.novel_cost, "classes": list(seg.classes.names),
         "min_confidence": min_confidence, "limit": limit, "backend": backend, "device": str(seg.device),
         "precision": seg.precision, "seconds": time.perf_counter() - start, "offroad_seg": __version__,
     }
@@ -267,12 +288,26 @@ def novelty_markdown(doc: dict[str, Any]) -> str:
                      f"{_pct(o['known_right'])} | {_pct(o['known_no_sky'])} | {_pct(o['known_right_no_sky'])} | "
                      f"{_pct(o['crossable_lethal'])} | {g['pixels']['pasted']} | "
                      f"{_pct(g['pasted']['flagged'])} |")
+    lines += _by_class_lines(doc)
     lines += ["", "passable: cost < 254; lethal: 254; unknown: 255 (below min_confidence). known right: the class "
               "mask equals the ground truth (Sky included; the no-sky columns leave ground-truth Sky out). "
               "Crossable ground: ground-truth classes of cost < 254. "
               "The novelty masks do not say which kind a novel pixel is: one split folder per kind gives per-kind "
               "rows.", "", f"![ROC curves and score histograms]({FIGURE})", ""]
     return "\n".join(lines)
+
+
+def _by_class_lines(doc: dict[str, Any]) -> list[str]:
+    """All frames' ordinary and pasted pixels flagged, per ground-truth class present."""
+    names = doc["settings"].get("classes", [])
+    lines = ["", "## Flagged by class (all frames)", "",
+             "| class | ordinary px | flagged | pasted px | pasted flagged |", "| --- | ---: | ---: | ---: | ---: |"]
+    for i, c in enumerate(doc[OVERALL]["by_class"]):
+        if c["ordinary"] or c["pasted"]:
+            name = names[i] if i < len(names) else str(i)
+            lines.append(f"| {name} | {c['ordinary']} | {_pct(c['ordinary_flagged'])} | {c['pasted']} | "
+                         f"{_pct(c['pasted_flagged'])} |")
+    return lines
 
 
 def _roc(hist: NoveltyHistogram) -> tuple[np.ndarray, np.ndarray]:
