@@ -4,7 +4,10 @@ The network stays frozen. Training frames get procedural outlier shapes pasted i
 (offroad_seg_train/outliers.py: saturated patterns on random polygons, imitating none of the
 object kinds kept for evaluation) and, as negatives, rocks and bushes cut from another frame
 and pasted with their hard edges (offroad_seg_train/pasted_patches.py), so that a head that
-learns paste edges instead of novelty is penalised for it. The head
+learns paste edges instead of novelty is penalised for it. Half the ordinary cells' weight is
+shared equally by the classes of the frames' ground truth: weighted by area alone, Landscape and
+Sky outweigh rocks and bushes so far that the head flags a desert's rocks once they look a
+little different from the training biome's (measured: docs/trust.md). The head
 (offroad_seg_ros/inference/novelty_net.py `OutlierHead`) learns, from the features that feed
 the segmentation head, which cells are outliers. Why this score and these outliers: docs/trust.md.
 
@@ -46,12 +49,12 @@ class HeadSettings:
     seed: int = 0
 
 
-def pasted_frame(image: np.ndarray, source: tuple[np.ndarray, np.ndarray],
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A copy of `image` with 1-3 outlier shapes (3-23% of the frame's width, their tops in the
-    lower 70% of it) and up to two ordinary patches of `source` (image, raw mask) pasted in;
-    returns the frame and its bool outlier mask."""
-    img = image.copy()
+def pasted_frame(image: np.ndarray, raw: np.ndarray, source: tuple[np.ndarray, np.ndarray],
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A copy of `image` (raw mask `raw`) with 1-3 outlier shapes (3-23% of the frame's width,
+    their tops in the lower 70% of it) and up to two ordinary patches of `source` (image, raw
+    mask) pasted in; returns the frame, its bool outlier mask and its raw mask with the patches."""
+    img, raw = image.copy(), raw.copy()
     h, w = img.shape[:2]
     outlier = np.zeros((h, w), bool)
     for _ in range(int(rng.integers(1, 4))):
@@ -68,7 +71,8 @@ def pasted_frame(image: np.ndarray, source: tuple[np.ndarray, np.ndarray],
         region = (slice(p.top, p.top + ph), slice(x, x + pw))
         inside = p.inside & ~outlier[region]
         img[region][inside] = p.image[inside]
-    return img, outlier
+        raw[region][inside] = p.raw
+    return img, outlier, raw
 
 
 def _cell_share(mask: np.ndarray, pre: Preprocess, padded: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
@@ -81,9 +85,31 @@ def _cell_share(mask: np.ndarray, pre: Preprocess, padded: tuple[int, int], grid
     return F.adaptive_avg_pool2d(m, grid)[0, 0]
 
 
+def _cell_class(raw: np.ndarray, pre: Preprocess, padded: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """Each feature cell's most common raw class id (int64, (h', w'))."""
+    ids = np.unique(raw)
+    shares = torch.stack([_cell_share(raw == v, pre, padded, grid) for v in ids])
+    return torch.from_numpy(ids.astype(np.int64))[shares.argmax(0)]
+
+
+def cell_weights(share: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    """The loss weight of each cell of a batch (outlier share and class id per cell): outlier
+    cells (share > POSITIVE) weigh half in all, ordinary ones (share < NEGATIVE) the other half:
+    a quarter by area, a quarter split equally between the classes present (the mix was chosen
+    on the tuning data: docs/trust.md). Cells partly covered weigh nothing."""
+    pos, neg = share > POSITIVE, share < NEGATIVE
+    weight = pos / pos.sum().clamp_min(1) * 0.5 + neg / neg.sum().clamp_min(1) * 0.25
+    present = cls[neg].unique()
+    for c in present.tolist():
+        ordinary = neg & (cls == c)
+        weight = weight + ordinary / ordinary.sum() * (0.25 / len(present))
+    return weight
+
+
 def exposure_set(net: torch.nn.Module, pre: Preprocess, data: str | Path, split: str, settings: HeadSettings,
-                 progress: Callable[[int, int], None] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(features (D, h', w') float16, outlier share per cell (h', w')) of each pasted frame."""
+                 progress: Callable[[int, int], None] | None = None) -> list[tuple[torch.Tensor, ...]]:
+    """(features (D, h', w') float16, outlier share per cell (h', w'), class per cell (h', w'))
+    of each pasted frame."""
     samples = list_samples(split_folder(data, split))
     if len(samples) < 2:
         raise ValueError(f"{split_folder(data, split)} needs at least 2 labelled frames to train the outlier head "
@@ -91,26 +117,28 @@ def exposure_set(net: torch.nn.Module, pre: Preprocess, data: str | Path, split:
     picks = np.unique(np.linspace(0, len(samples) - 1, min(settings.frames, len(samples))).round().astype(int))
     frames = [(read_image(samples[i].image), read_raw_mask(samples[i].mask)) for i in picks]  # type: ignore[arg-type]
     rng = np.random.default_rng(settings.seed)
-    out, total = [], len(frames) * settings.variants
-    for i, (image, _) in enumerate(frames):
+    out: list[tuple[torch.Tensor, ...]] = []
+    total = len(frames) * settings.variants
+    for i, (image, raw) in enumerate(frames):
         for _ in range(settings.variants):
             source = frames[(i + int(rng.integers(1, len(frames)))) % len(frames)]
-            img, outlier = pasted_frame(image, source, rng)
+            img, outlier, pasted_raw = pasted_frame(image, raw, source, rng)
             with torch.no_grad(), head_input(net) as seen:
                 x = pre(torch.from_numpy(img)[None])
                 net(x)
             features = seen[-1][0]
-            share = _cell_share(outlier, pre, (x.shape[2], x.shape[3]), (features.shape[-2], features.shape[-1]))
-            out.append((features.half(), share))
+            padded, grid = (x.shape[2], x.shape[3]), (features.shape[-2], features.shape[-1])
+            share = _cell_share(outlier, pre, padded, grid)
+            out.append((features.half(), share, _cell_class(pasted_raw, pre, padded, grid)))
             if progress:
                 progress(len(out), total)
     return out
 
 
-def train_head(cells: list[tuple[torch.Tensor, torch.Tensor]], settings: HeadSettings,
+def train_head(cells: list[tuple[torch.Tensor, ...]], settings: HeadSettings,
                progress: Callable[[int, int], None] | None = None) -> OutlierHead:
-    """The head fitted to the cells by class-balanced binary cross-entropy: outlier cells and
-    ordinary cells weigh half each, cells partly covered are left out. Deterministic for a seed."""
+    """The head fitted to the cells (features, outlier share, class) by binary cross-entropy
+    weighted by `cell_weights`. Deterministic for a seed."""
     gen = torch.Generator().manual_seed(settings.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
@@ -122,10 +150,10 @@ def train_head(cells: list[tuple[torch.Tensor, torch.Tensor]], settings: HeadSet
         idx = torch.randperm(len(cells), generator=gen)[:batch].tolist()
         x = torch.stack([cells[i][0].float() for i in idx])
         share = torch.stack([cells[i][1] for i in idx])
-        pos, neg = share > POSITIVE, share < NEGATIVE
-        weight = pos / pos.sum().clamp_min(1) * 0.5 + neg / neg.sum().clamp_min(1) * 0.5
+        weight = cell_weights(share, torch.stack([cells[i][2] for i in idx]))
         logit = head(x)[:, 0]
-        loss = (F.binary_cross_entropy_with_logits(logit, pos.float(), reduction="none") * weight).sum()
+        target = (share > POSITIVE).float()
+        loss = (F.binary_cross_entropy_with_logits(logit, target, reduction="none") * weight).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -146,6 +174,7 @@ def train_outlier_head(artifact: str | Path, data: str | Path, split: str = "tra
     head = train_head(cells, settings)
     record = {"method": "outlier exposure", "outliers": "procedural shapes (offroad_seg_train/outliers.py)",
               "negatives": "ordinary patches pasted from other frames",
+              "ordinary_cells": "half by area, half equally per class",
               "trained_on": {"data": str(data), "split": split, "frames": len(cells) // settings.variants},
               "settings": asdict(settings)}
     return head, record

@@ -13,7 +13,7 @@ from offroad_seg_ros.inference.novelty_net import PIXEL, SHIFT, DensityScore, No
 from offroad_seg_ros.inference.novelty_scores import FeatureDensityFit, head_input
 from offroad_seg_ros.inference.segmenter import Segmenter
 from offroad_seg_ros.tools.novelty import fit_novelty
-from offroad_seg_train.outlier_head import HeadSettings, exposure_set, fit_with_outlier_head, train_head
+from offroad_seg_train.outlier_head import HeadSettings, cell_weights, exposure_set, fit_with_outlier_head, train_head
 
 HEAD = HeadSettings(frames=8, variants=2, steps=80)  # small, for the tiny model
 
@@ -177,8 +177,8 @@ def test_the_outlier_head_learns_outliers_it_was_not_trained_on(tiny_artifact, s
 
     def auroc(head: OutlierHead) -> float:
         with torch.no_grad():
-            scores = torch.cat([head(f[None].float())[0, 0].flatten() for f, _ in unseen])
-        share = torch.cat([s.flatten() for _, s in unseen])
+            scores = torch.cat([head(f[None].float())[0, 0].flatten() for f, _, _ in unseen])
+        share = torch.cat([s.flatten() for _, s, _ in unseen])
         keep = (share > 0.5) | (share < 0.01)
         return float(roc_auc_score((share[keep] > 0.5).numpy(), scores[keep].numpy()))
 
@@ -188,6 +188,24 @@ def test_the_outlier_head_learns_outliers_it_was_not_trained_on(tiny_artifact, s
     again = train_head(cells, HEAD)
     for k, v in head.state_dict().items():
         torch.testing.assert_close(again.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_ordinary_cells_weigh_by_class_not_by_area():
+    """Outlier cells weigh half; the ordinary cells' half goes a quarter by area and a quarter
+    equally per class, so a class covering a tenth of them (rocks beside the ground) weighs far
+    more than its area; cells partly covered by an outlier weigh nothing."""
+    share = torch.zeros(2, 10, 10)
+    cls = torch.full((2, 10, 10), 7)
+    cls[0, :2] = 3  # 20 of 200 cells: the rare class
+    share[1, :1, :5] = 0.9  # 5 outlier cells
+    share[1, 1, :5] = 0.3  # 5 cells partly covered
+    w = cell_weights(share, cls)
+    ordinary = share < 0.01
+    assert float(w[share > 0.5].sum()) == pytest.approx(0.5)
+    assert float(w[ordinary & (cls == 3)].sum()) == pytest.approx(0.25 * 20 / 190 + 0.125)
+    assert float(w[ordinary & (cls == 7)].sum()) == pytest.approx(0.25 * 170 / 190 + 0.125)
+    assert float(w[(share > 0.01) & (share < 0.5)].abs().sum()) == 0
+    assert float(w[0, 0, 0]) == pytest.approx(0.25 / 190 + 0.125 / 20)
 
 
 def test_a_refit_keeps_the_stored_outlier_head(novel_artifact, synth_root, tmp_path):
