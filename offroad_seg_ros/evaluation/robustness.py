@@ -96,6 +96,11 @@ def _score(segmenter: Any, stream: Any, level: int, policy: str, checks: CameraC
             "shifted": shifted / frames if shifts else None}, calib
 
 
+def _clean(frames: Any) -> Any:
+    """The frames as they are, in the (frame, image, repeated) stream `_score` reads."""
+    return ((f, f.image, False) for f in frames)
+
+
 def biome_folders(root: str | Path) -> list[tuple[str, Path]]:
     """(name, split folder) of each split under ROOT/<biome>/<split> (as `offroad-seg synth
     --biome NAME --out ROOT` writes them), sorted; the name is "<biome>/<split>"."""
@@ -140,7 +145,7 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
         stats = PairingStats()
         frames = open_frames(source, stats, limit)
         if name == "clean":
-            stream: Any = ((f, f.image, False) for f in frames)
+            stream: Any = _clean(frames)
             own = None
         else:
             stream = corrupt_stream(frames, name, severity, seed)
@@ -155,8 +160,7 @@ def evaluate_robustness(source: str | Path, model: str | Path, corruptions: Sequ
     biome_rows = []
     for name, folder in biome_splits:
         frames = open_frames(folder, PairingStats(), limit)
-        row, _ = _score(segmenter, ((f, f.image, False) for f in frames), level, degraded_policy,
-                        CameraChecks(thresholds), None)
+        row, _ = _score(segmenter, _clean(frames), level, degraded_policy, CameraChecks(thresholds), None)
         biome_rows.append({"biome": name, **row})
         if bar is not None:
             bar.update(1)

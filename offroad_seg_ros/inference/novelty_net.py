@@ -110,10 +110,12 @@ class _HeadAndScore(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         logits = self.head(features)
         density = self.density(features)
-        pixel = density if self.outlier is None else self.outlier(features)
-        score = torch.cat([pixel.float(), density], 1)
+        # Without a head the density is both channels: scaled once, then repeated.
+        score = density if self.outlier is None else torch.cat([self.outlier(features).float(), density], 1)
         if score.shape[-2:] != logits.shape[-2:]:
             score = F.interpolate(score, size=logits.shape[-2:], mode="bilinear", align_corners=False)
+        if self.outlier is None:
+            score = torch.cat([score, score], 1)
         return torch.cat([logits, score.to(logits.dtype)], 1)
 
 

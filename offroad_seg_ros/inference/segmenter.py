@@ -163,12 +163,13 @@ class Segmenter:
                                        f"density alone with `offroad-seg novelty {self.artifact.path} DATA_ROOT`)")
             return
         pixels = record["pixel_quantiles"]
+        pixel_score = record.get("pixel_score", "feature_density")
         if self.novelty_status == "on":
-            self.novelty_status = f"on (pixel score: {record.get('pixel_score', 'feature_density').replace('_', ' ')})"
+            self.novelty_status = f"on (pixel score: {pixel_score.replace('_', ' ')})"
         # The sky cue stands in for what the density misses (a puddle mirroring the sky); an
         # outlier head does without it, as the cue flags ordinary pixels the model calls Sky
         # (docs/trust.md, "Something new in view").
-        if record.get("pixel_score", "feature_density") == "feature_density":
+        if pixel_score == "feature_density":
             self.sky = self.classes.sky_index
         self.novel_limit = threshold_at(pixels, novel_threshold) if novel_threshold else None
         self.shift_limit = shift_threshold * threshold_at(record["frame_quantiles"], 1.0) if shift_threshold else None
